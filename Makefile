@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:
+#   make train   create .venv, install vitscale, train on CIFAR-10 (ViT-Lite-7/4 on a GPU,
+#                the quick CPU config otherwise)
+#   make test    the same set-up with the test extras, then the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The real CIFAR-10 next to the checkout when it is there; otherwise vitscale downloads it.
+DATA   ?= $(firstword $(wildcard ../shared/datasets/cifar10))
+PYTEST_ARGS ?=
+
+.PHONY: train test install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+train: $(VENV)/.installed
+	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  cfg=configs/cifar10/vit_lite_7_4.py; echo "make train: GPU found: training ViT-Lite-7/4 ($$cfg)"; \
+	else \
+	  cfg=configs/cifar10/quick_cpu.py; echo "make train: no GPU: training the quick CPU config ($$cfg)"; \
+	fi; \
+	$(VENV)/bin/vitscale train $$cfg $(if $(DATA),--data $(DATA))
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache *.egg-info

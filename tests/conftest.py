@@ -1,0 +1,89 @@
+"""Shared fixtures. Tests read the real datasets from ../shared/datasets (or $VITSCALE_DATASETS).
+
+Nothing is skipped when the data is missing: the suite fails and says where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("VITSCALE_DATASETS", REPO.parent / "shared" / "datasets"))
+os.environ.setdefault("VITSCALE_CACHE", str(REPO / ".cache" / "vitscale-test"))
+
+# A model and recipe small enough for a few seconds of CPU per run, on real CIFAR-10.
+TINY = ["IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=1", "NUM_HEADS=2",
+        "MLP_RATIO=2", "BATCH_SIZE=32", "NUM_EPOCHS=2", "LIMIT_TRAIN_BATCHES=3",
+        "LIMIT_EVAL_BATCHES=2", "LOG_EVERY=2", "WARMUP_EPOCHS=0"]
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    path = DATASETS / "cifar10"
+    if not (path / "train.tar.gz").is_file():
+        pytest.fail(f"real CIFAR-10 not found at {path}: set VITSCALE_DATASETS to the folder "
+                    "holding cifar10/train.tar.gz (see ../shared/datasets/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def quick_config() -> Path:
+    return REPO / "configs" / "cifar10" / "quick_cpu.py"
+
+
+def _extract_subset(archive: Path, out: Path, per_class: int) -> None:
+    taken: dict[str, int] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            cls = Path(member.name).parts[-2]
+            if taken.get(cls, 0) >= per_class:
+                continue
+            taken[cls] = taken.get(cls, 0) + 1
+            target = out / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+
+
+@pytest.fixture(scope="session")
+def cifar_folder(cifar_dir, tmp_path_factory) -> Path:
+    """A real ImageFolder tree: 20 train and 10 test images per class, from the archives."""
+    root = tmp_path_factory.mktemp("cifar_folder")
+    _extract_subset(cifar_dir / "train.tar.gz", root, per_class=20)
+    _extract_subset(cifar_dir / "test.tar.gz", root, per_class=10)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_batches(cifar_folder, tmp_path_factory) -> Path:
+    """The standard cifar-10-batches-py layout, written from the real images above."""
+    from vitscale.data.cifar import load_cifar10
+
+    root = tmp_path_factory.mktemp("cifar_batches") / "cifar-10-batches-py"
+    root.mkdir()
+    for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]),
+                         ("test", ["test_batch"])):
+        data = load_cifar10(cifar_folder, split)
+        flat = data.images.reshape(len(data.labels), -1).numpy()
+        for i, name in enumerate(names):
+            part = slice(i, None, len(names))
+            batch = {b"data": np.ascontiguousarray(flat[part]),
+                     b"labels": data.labels[part].tolist(), b"batch_label": name.encode()}
+            with open(root / name, "wb") as f:
+                pickle.dump(batch, f)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m vitscale ...` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "vitscale", *args], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout)

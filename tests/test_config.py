@@ -1,0 +1,154 @@
+"""Config files in the seeds' format: loading, overrides, types, validation, derived values."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from vitscale import AMP_TYPE, ConfigError, config_from_dict, load_config
+from vitscale.plan import make_plan
+
+# Seed 000's ImageNet config, verbatim, with its colossalai import line removed.
+SEED_000 = textwrap.dedent("""\
+    TOTAL_BATCH_SIZE = 4096
+    LEARNING_RATE = 3e-3
+    WEIGHT_DECAY = 0.3
+
+    NUM_EPOCHS = 300
+    WARMUP_EPOCHS = 32
+
+    # data parallel only
+    TENSOR_PARALLEL_SIZE = 1
+    TENSOR_PARALLEL_MODE = None
+
+    # parallelism setting
+    parallel = dict(
+        pipeline=1,
+        tensor=dict(mode=TENSOR_PARALLEL_MODE, size=TENSOR_PARALLEL_SIZE),
+    )
+
+    fp16 = dict(mode=AMP_TYPE.TORCH, ) # amp setting
+
+    gradient_accumulation = 2 # accumulate 2 steps for gradient update
+
+    BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation # actual batch size for dataloader
+
+    clip_grad_norm = 1.0 # clip gradient with norm 1.0
+    """)
+
+
+def write(tmp_path, text: str, name: str = "cfg.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_seed_000_imagenet_config_loads(tmp_path):
+    cfg = load_config(write(tmp_path, SEED_000))
+    assert cfg.TOTAL_BATCH_SIZE == 4096 and cfg.BATCH_SIZE == 2048
+    assert cfg.LEARNING_RATE == 3e-3 and cfg.WEIGHT_DECAY == 0.3
+    assert cfg.NUM_EPOCHS == 300 and cfg.WARMUP_EPOCHS == 32.0
+    assert cfg.fp16.mode is AMP_TYPE.TORCH and cfg.precision == "fp16"
+    assert cfg.gradient_accumulation == 2 and cfg.clip_grad_norm == 1.0
+    assert cfg.parallel.pipeline == 1 and cfg.parallel.tensor.size == 1
+    assert cfg.parallel.tensor.mode is None
+    plan = make_plan(cfg, world_size=1)
+    assert (plan.global_batch, plan.per_device_batch, plan.accumulation) == (4096, 2048, 2)
+
+
+def test_amp_type_importable_and_predefined(tmp_path):
+    from vitscale.precision import AMP_TYPE as inner
+    assert AMP_TYPE is inner
+    cfg = load_config(write(tmp_path, "BATCH_SIZE = 8\nfp16 = dict(mode=AMP_TYPE.TORCH)\n"))
+    assert cfg.fp16.mode is AMP_TYPE.TORCH
+
+
+def test_set_pins_a_key_before_the_file_runs(tmp_path):
+    path = write(tmp_path, SEED_000)
+    cfg = load_config(path, ["TOTAL_BATCH_SIZE=512", "gradient_accumulation=4"])
+    # BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation is recomputed from the new values.
+    assert cfg.TOTAL_BATCH_SIZE == 512 and cfg.gradient_accumulation == 4
+    assert cfg.BATCH_SIZE == 128
+
+
+def test_set_parses_literals_words_and_nested_keys(tmp_path):
+    path = write(tmp_path, "BATCH_SIZE = 8\n")
+    cfg = load_config(path, ["MODEL=vit_small_patch16_224", "BETAS=(0.9, 0.95)",
+                             "fp16.mode=AMP_TYPE.TORCH", "parallel.tensor.depth=2",
+                             "clip_grad_norm=None", "CHECKPOINT=True"])
+    assert cfg.MODEL == "vit_small_patch16_224" and cfg.BETAS == (0.9, 0.95)
+    assert cfg.fp16.mode is AMP_TYPE.TORCH and cfg.parallel.tensor.depth == 2
+    assert cfg.clip_grad_norm is None and cfg.CHECKPOINT is True
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("LEARNING_RAT = 1e-3\n", [], "unknown key 'LEARNING_RAT' (did you mean 'LEARNING_RATE'?)"),
+    ("BATCH_SIZE = 8\n", ["NUM_EPOCH=3"], "--set NUM_EPOCH: unknown key (did you mean 'NUM_EPOCHS'?)"),
+    ("BATCH_SIZE = 8\nparallel = dict(tensor=dict(sise=2))\n", [],
+     "unknown key parallel.tensor.sise (did you mean 'size'?)"),
+    ("NUM_EPOCHS = 'ten'\n", [], "NUM_EPOCHS='ten' has the wrong type: expected int"),
+    ("BATCH_SIZE = 8.5\n", [], "BATCH_SIZE=8.5 has the wrong type"),
+    ("CHECKPOINT = 1\n", [], "CHECKPOINT=1 has the wrong type: expected bool"),
+    ("precision = 'fp8'\n", [], "precision='fp8' is not allowed"),
+    ("fp16 = dict(mode='fast')\n", [], "fp16.mode='fast' has the wrong type"),
+    ("BATCH_SIZE = 8\n", ["BATCH_SIZE"], "expected KEY=VALUE"),
+    ("x = 1 +\n", [], "syntax error"),
+    ("BATCH_SIZE = 1 / 0\n", [], "config file raised ZeroDivisionError"),
+    ("from colossalai.amp import AMP_TYPE\nBATCH_SIZE = 8\n", [],
+     "remove the colossalai import"),
+])
+def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"TOTAL_BATCH_SIZE": 100, "gradient_accumulation": 3}, "not divisible by data-parallel size"),
+    ({"TOTAL_BATCH_SIZE": 512, "BATCH_SIZE": 100}, "BATCH_SIZE=100 contradicts TOTAL_BATCH_SIZE"),
+    ({}, "neither BATCH_SIZE nor TOTAL_BATCH_SIZE is set"),
+    ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_3"}, "did you mean 'vit_lite_7_4'"),
+    ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "PATCH_SIZE": 5}, "IMG_SIZE=32 is not divisible by PATCH_SIZE=5"),
+    ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "NUM_HEADS": 3}, "HIDDEN_SIZE=256 is not divisible by NUM_HEADS=3"),
+    ({"BATCH_SIZE": 8, "NUM_CLASSES": 100}, "set NUM_CLASSES = 10"),
+    ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "HIDDEN_SIZE": 64}, None),  # variant + override
+    ({"BATCH_SIZE": 8, "HIDDEN_SIZE": 64}, "IMG_SIZE is not set"),
+    ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 20, "NUM_EPOCHS": 10}, "exceeds NUM_EPOCHS"),
+    ({"BATCH_SIZE": 8, "parallel": {"tensor": {"mode": "2d", "size": 4}}},
+     "does not provide yet"),
+    ({"BATCH_SIZE": 8, "parallel": {"tensor": {"size": 2}}}, "needs a mode"),
+    ({"BATCH_SIZE": 8, "TENSOR_PARALLEL_SIZE": 2}, "TENSOR_PARALLEL_SIZE=2 differs"),
+    ({"BATCH_SIZE": 8, "SEQ_LENGTH": 50}, "SEQ_LENGTH=50 does not match"),
+    ({"BATCH_SIZE": 8, "fp16": {"mode": AMP_TYPE.TORCH}, "precision": "bf16"}, "conflicts"),
+    ({"BATCH_SIZE": 100_000}, "larger than the 50000 training images"),
+    ({"BATCH_SIZE": 8, "LEARNING_RATE": -1.0}, "LEARNING_RATE=-1.0 is out of range"),
+])
+def test_impossible_combinations_stop_before_work(values, message):
+    if message is None:
+        make_plan(config_from_dict(values))
+        return
+    with pytest.raises(ConfigError, match=None) as info:
+        make_plan(config_from_dict(values))
+    assert message in str(info.value)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, SEED_000), ["MODEL=vit_small_patch16_224"])
+    again = load_config(write(tmp_path, cfg.to_python(), "resolved.py"))
+    assert again == cfg
+
+
+def test_helper_names_with_underscore_are_ignored(tmp_path):
+    cfg = load_config(write(tmp_path, "_BASE = 64\nBATCH_SIZE = _BASE * 2\nimport math\n"))
+    assert cfg.BATCH_SIZE == 128
+
+
+def test_derived_values_for_the_shipped_configs():
+    from pathlib import Path
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    lite = make_plan(load_config(configs / "cifar10" / "vit_lite_7_4.py"))
+    assert lite.model_name == "vit_lite_7_4" and lite.global_batch == 512
+    assert lite.steps_per_epoch == 50_000 // 512 and lite.precision == "bf16"
+    assert lite.warmup_steps == 40 * lite.steps_per_epoch

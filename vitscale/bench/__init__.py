@@ -1,0 +1,1 @@
+"""Benchmarks run side by side with the plain alternative (`vitscale bench ...`)."""

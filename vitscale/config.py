@@ -1,0 +1,394 @@
+"""Typed, validated configuration from a Python config file (the seeds' format).
+
+A config file is plain Python. Upper-case names are hyperparameters (BATCH_SIZE, LEARNING_RATE,
+HIDDEN_SIZE, ...); lower-case names are framework sections (parallel, fp16,
+gradient_accumulation, clip_grad_norm). `AMP_TYPE` is defined inside the file without an import.
+Names that start with an underscore are the file's own helpers and are ignored.
+
+    vitscale train configs/cifar10/vit_lite_7_4.py --set LEARNING_RATE=1e-3 --set parallel.pipeline=1
+
+`--set KEY=VALUE` values are Python literals (a bare word is taken as a string). A top-level key
+set this way is pinned *before* the file runs: the file's own assignment to it is skipped, so
+derived lines such as `BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation` see the new value.
+
+Unknown keys, wrong types and impossible combinations raise ConfigError with one line that names
+the key and the fix, before any work is done.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import enum
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from .errors import ConfigError
+from .precision import AMP_TYPE, PRECISIONS
+
+TensorMode = Literal["1d", "2d", "2.5d", "3d"]
+
+
+@dataclass
+class TensorParallelConfig:
+    """`parallel['tensor']`: tensor-parallel mode and size (seed 003)."""
+
+    mode: Optional[TensorMode] = None
+    size: int = 1
+    depth: int = 1  # 2.5D (Tesseract) only: size = depth * q^2
+
+
+@dataclass
+class ParallelConfig:
+    """`parallel = dict(pipeline=P, tensor=dict(mode=M, size=T))`; data size = world / (P*T)."""
+
+    pipeline: int = 1
+    tensor: TensorParallelConfig = field(default_factory=TensorParallelConfig)
+
+
+@dataclass
+class Fp16Config:
+    """`fp16 = dict(mode=AMP_TYPE.TORCH, ...)`: mode and dynamic loss-scaler options."""
+
+    mode: AMP_TYPE = AMP_TYPE.TORCH
+    init_scale: float = 2.0**16
+    growth_factor: float = 2.0
+    backoff_factor: float = 0.5
+    growth_interval: int = 1000
+    hysteresis: int = 2
+
+
+@dataclass
+class Config:
+    # ---- model: a named variant (vitscale.models.VARIANTS) and/or explicit sizes ----
+    MODEL: Optional[str] = None          # e.g. 'vit_lite_7_4', 'vit_small_patch16_224'
+    IMG_SIZE: Optional[int] = None       # input resolution in pixels (square)
+    PATCH_SIZE: Optional[int] = None
+    HIDDEN_SIZE: Optional[int] = None
+    DEPTH: Optional[int] = None
+    NUM_HEADS: Optional[int] = None
+    MLP_RATIO: Optional[float] = None
+    NUM_CLASSES: Optional[int] = None    # defaults to the dataset's class count
+    QKV_BIAS: Optional[bool] = None
+    DROP_RATE: float = 0.0
+    DROP_PATH_RATE: float = 0.0
+    CHECKPOINT: bool = False             # activation checkpointing of every block
+
+    # ---- data ----
+    DATASET: Literal["cifar10"] = "cifar10"
+    CROP_PADDING: int = 4                # random crop with this zero padding (0 = off)
+    HFLIP: bool = True                   # random horizontal flip
+
+    # ---- optimization; batch sizes in images ----
+    BATCH_SIZE: Optional[int] = None        # per device per micro-step (seed 003's meaning)
+    TOTAL_BATCH_SIZE: Optional[int] = None  # global per optimizer step (seed 000/001)
+    LEARNING_RATE: float = 1e-3             # peak LR, reached at the end of warmup
+    MIN_LR: float = 0.0                     # LR at the end of the cosine decay
+    WEIGHT_DECAY: float = 0.05
+    BETAS: tuple[float, float] = (0.9, 0.999)
+    OPTIMIZER: Literal["adamw"] = "adamw"
+    NUM_EPOCHS: int = 10
+    WARMUP_EPOCHS: float = 0.0
+    LABEL_SMOOTHING: float = 0.0
+    SEED: int = 42
+
+    # ---- loop and logging ----
+    LOG_EVERY: int = 50                     # optimizer steps between logged train metrics
+    EVAL_EVERY: int = 1                     # epochs between test evaluations
+    EVAL_BATCH_SIZE: Optional[int] = None   # per device; default 2 x BATCH_SIZE
+    LIMIT_TRAIN_BATCHES: Optional[int] = None  # cap optimizer steps per epoch (quick runs)
+    LIMIT_EVAL_BATCHES: Optional[int] = None   # cap evaluation batches (quick runs)
+
+    # ---- helper names the seeds' Colossal-AI configs define for their own scripts ----
+    TENSOR_PARALLEL_SIZE: Optional[int] = None
+    TENSOR_PARALLEL_MODE: Optional[str] = None
+    TESSERACT_DEPTH: Optional[int] = None
+    SUMMA_DIM: Optional[int] = None
+    SEQ_LENGTH: Optional[int] = None
+    NUM_MICRO_BATCHES: Optional[int] = None
+    TENSOR_SHAPE: Optional[tuple] = None
+    LOG_PATH: Optional[str] = None
+
+    # ---- framework sections (lower case, as in Colossal-AI) ----
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    fp16: Optional[Fp16Config] = None
+    precision: Optional[Literal["fp32", "fp16", "bf16"]] = None
+    gradient_accumulation: int = 1
+    clip_grad_norm: Optional[float] = None  # max global gradient norm; None or 0 = off
+    compile: bool = False                   # torch.compile every block
+    tf32: bool = True                       # fp32 matmuls on tensor cores (Ampere and newer)
+    cudnn_benchmark: bool = True
+    cudnn_deterministic: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_python(self) -> str:
+        """A config file that reproduces this config exactly (saved with every run)."""
+        lines = ["# Resolved vitscale config: `vitscale train <this file>` reproduces the run."]
+        for f in fields(self):
+            lines.append(f"{f.name} = {_py_repr(getattr(self, f.name))}")
+        return "\n".join(lines) + "\n"
+
+    @property
+    def precision_name(self) -> str:
+        from .precision import resolve_precision_name
+        return resolve_precision_name(self.precision, self.fp16.mode if self.fp16 else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Run a config file, apply `KEY=VALUE` overrides, and return the typed Config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist: pass the path of a .py config, "
+                          "e.g. configs/cifar10/quick_cpu.py")
+    parsed = [_parse_override(o) for o in overrides]
+    pinned = {k: v for k, v in parsed if "." not in k}
+    nested = [(k, v) for k, v in parsed if "." in k]
+    namespace = _run_config_file(path, pinned)
+    for key, value in nested:
+        _set_nested(namespace, key, value)
+    return config_from_dict(namespace, source=str(path))
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    """Build and type-check a Config from a dict of upper- and lower-case keys."""
+    known = {f.name for f in fields(Config)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {key!r}{suggest(key, known)}")
+    cfg = _build_dataclass(Config, values, prefix="")
+    _normalize(cfg)
+    return cfg
+
+
+def _run_config_file(path: Path, pinned: dict[str, Any]) -> dict[str, Any]:
+    source = path.read_text()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: syntax error in config file: {e.msg}") from None
+    known = {f.name for f in fields(Config)}
+    for key in pinned:
+        if key not in known:
+            raise ConfigError(f"--set {key}: unknown key{suggest(key, known)}")
+    tree.body = [node for node in tree.body if not _assigns_only(node, set(pinned))]
+    namespace: dict[str, Any] = {"AMP_TYPE": AMP_TYPE, "__file__": str(path),
+                                 "__name__": "__vitscale_config__", **pinned}
+    try:
+        exec(compile(tree, str(path), "exec"), namespace)
+    except ImportError as e:
+        hint = ("remove the colossalai import: AMP_TYPE is predefined in vitscale config files"
+                if "colossalai" in str(e) else "install the package or remove the import")
+        raise ConfigError(f"{path}: {e}: {hint}") from None
+    except Exception as e:  # the config file's own code failed
+        lineno = _traceback_line(e, str(path))
+        raise ConfigError(f"{path}{':' + str(lineno) if lineno else ''}: config file raised "
+                          f"{type(e).__name__}: {e}") from None
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k != "AMP_TYPE"
+            and not isinstance(v, (types.ModuleType, type, types.FunctionType))}
+
+
+def _assigns_only(node: ast.stmt, names: set[str]) -> bool:
+    """True for a top-level `NAME = ...` statement whose targets are all pinned names."""
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        targets = [node.target]
+    else:
+        return False
+    return all(isinstance(t, ast.Name) and t.id in names for t in targets)
+
+
+def _traceback_line(e: BaseException, filename: str) -> int | None:
+    tb, line = e.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set LEARNING_RATE=1e-3")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    if raw.startswith("AMP_TYPE."):
+        member = raw.split(".", 1)[1]
+        if member not in AMP_TYPE.__members__:
+            raise ConfigError(f"--set {key}: {raw} is not one of "
+                              f"{', '.join('AMP_TYPE.' + m for m in AMP_TYPE.__members__)}")
+        return key, AMP_TYPE[member]
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw  # a bare word such as vit_small_patch16_224 is a string
+
+
+def _set_nested(namespace: dict[str, Any], dotted: str, value: Any) -> None:
+    head, *rest = dotted.split(".")
+    if head not in {f.name for f in fields(Config)}:
+        raise ConfigError(f"--set {dotted}: unknown key {head!r}"
+                          f"{suggest(head, {f.name for f in fields(Config)})}")
+    node = namespace.get(head)
+    if node is None:
+        node = namespace[head] = {}
+    if dataclasses.is_dataclass(node):
+        node = namespace[head] = _to_plain(node)
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {dotted}: {head} is not a section (dict) in this config")
+    for part in rest[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section (dict)")
+    node[rest[-1]] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Type checking
+
+
+def _build_dataclass(cls, values: dict[str, Any], prefix: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {prefix}{key}{suggest(key, known)}")
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Return `value` converted to type `tp`, or raise ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, name)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"{name}={value!r} has the wrong type: expected {_type_name(tp)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(f"{name}={value!r} is not allowed: choose one of "
+                          f"{', '.join(repr(c) for c in choices)}{suggest(value, choices)}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (tuple, list)) or len(value) != len(args):
+            raise ConfigError(f"{name}={value!r} has the wrong type: expected {_type_name(tp)}")
+        return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is tuple:
+        if isinstance(value, (tuple, list)):
+            return tuple(value)
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            if tp is ParallelConfig and isinstance(value.get("pipeline"), dict):
+                value = {**value, "pipeline": value["pipeline"].get("size", 1)}  # Colossal form
+            return _build_dataclass(tp, value, prefix=f"{name}.")
+        raise ConfigError(f"{name}={value!r} has the wrong type: expected dict(...)")
+    elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(str(value).lower())
+        except ValueError:
+            pass
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{name}={value!r} has the wrong type: expected {_type_name(tp)}, "
+                      f"got {type(value).__name__}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "(" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + ")"
+    if tp is type(None):
+        return "None"
+    if dataclasses.is_dataclass(tp):
+        return "dict(...)"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " | ".join(f"{tp.__name__}.{m}" for m in tp.__members__)
+    return getattr(tp, "__name__", str(tp))
+
+
+def suggest(key: Any, known) -> str:
+    if not isinstance(key, str):
+        return ""
+    by_upper = {str(k).upper(): k for k in known if k is not None}
+    match = difflib.get_close_matches(key.upper(), list(by_upper), n=1, cutoff=0.6)
+    return f" (did you mean {by_upper[match[0]]!r}?)" if match else ""
+
+
+def _normalize(cfg: Config) -> None:
+    if cfg.clip_grad_norm == 0:
+        cfg.clip_grad_norm = None
+    if cfg.precision is not None or cfg.fp16 is not None:
+        cfg.precision = cfg.precision_name  # also checks that the two agree
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _py_repr(value: Any) -> str:
+    if dataclasses.is_dataclass(value):
+        inner = ", ".join(f"{f.name}={_py_repr(getattr(value, f.name))}" for f in fields(value))
+        return f"dict({inner})"
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return f"float('{value}')"
+    return repr(value)

@@ -1,0 +1,16 @@
+"""Model zoo: a pure ViT and the one table of sizes."""
+
+from .variants import VARIANTS, ViTSize, get_variant, with_overrides
+from .vit import VisionTransformer
+
+
+def build_model(size: ViTSize, drop_rate: float = 0.0, drop_path_rate: float = 0.0):
+    return VisionTransformer(size, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["VARIANTS", "ViTSize", "VisionTransformer", "build_model", "count_parameters",
+           "get_variant", "with_overrides"]

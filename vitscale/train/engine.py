@@ -1,0 +1,162 @@
+"""The engine: model, optimizer, LR schedule, precision and data built from one config.
+
+Seed 003's `train_with_engine` way in: build an Engine, then step it in a loop of your own.
+
+    engine = vitscale.build_engine(vitscale.load_config("configs/cifar10/quick_cpu.py"),
+                                   data="../shared/datasets/cifar10")
+    for epoch in range(engine.cfg.NUM_EPOCHS):
+        engine.train_loader.set_epoch(epoch)
+        for images, labels in engine.train_loader:
+            out = engine.train_step(images, labels)       # one optimizer step
+        print(engine.evaluate())                          # {'loss': ..., 'acc1': ..., ...}
+
+The Trainer (trainer.py) is the same engine stepped by a loop with hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+from ..data import DeviceLoader, load_splits, resolve_data_root
+from ..models import build_model, count_parameters
+from ..optim import build_optimizer, build_schedule
+from ..parallel import parallelize
+from ..plan import Plan, make_plan
+from ..precision import PrecisionPolicy, build_policy
+
+
+@dataclass
+class StepOutput:
+    """What one optimizer step produced. Tensors stay on the device: reading them syncs."""
+
+    loss: torch.Tensor      # mean training loss over the step's images
+    correct: torch.Tensor   # top-1 hits among them
+    images: int
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            from ..errors import ConfigError
+            raise ConfigError("--device cuda was given but no CUDA GPU is visible: "
+                              "use --device cpu or check CUDA_VISIBLE_DEVICES")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Engine:
+    def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
+                 train_loader: DeviceLoader | None = None, eval_loader: DeviceLoader | None = None,
+                 classes: list[str] | None = None):
+        self.cfg, self.plan, self.model, self.device = cfg, plan, model, device
+        self.policy: PrecisionPolicy = build_policy(plan.precision, device)
+        fp16 = cfg.fp16
+        self.scaler = self.policy.make_scaler(
+            **({} if fp16 is None else dict(init_scale=fp16.init_scale,
+                                            growth_factor=fp16.growth_factor,
+                                            backoff_factor=fp16.backoff_factor,
+                                            growth_interval=fp16.growth_interval)))
+        self.optimizer = build_optimizer(model, cfg, device)
+        self.scheduler = build_schedule(self.optimizer, cfg, plan)
+        self.train_loader, self.eval_loader = train_loader, eval_loader
+        self.classes = classes
+        self.num_parameters = count_parameters(model)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.LABEL_SMOOTHING)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        """One optimizer step over `images`, split into `accumulation` micro-batches."""
+        self.model.train()
+        accum = self.plan.accumulation
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for x, y in zip(images.chunk(accum), labels.chunk(accum)):
+            with self.policy.autocast():
+                logits = self.model(x)
+            loss = self.loss(logits, y)
+            # Each backward adds to .grad: divide so the sum over micro-batches is the mean.
+            scaled = loss * (len(y) / len(labels))
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(-1) == y).sum()
+        self._optimizer_step()
+        return StepOutput(loss=loss_sum / len(labels), correct=correct, images=len(labels))
+
+    def _optimizer_step(self) -> None:
+        clip = self.cfg.clip_grad_norm
+        if self.scaler is not None:
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceLoader | None = None) -> dict:
+        """Loss and top-1/top-5 accuracy (in %) over the evaluation split."""
+        loader = loader or self.eval_loader
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        top1 = torch.zeros((), device=self.device, dtype=torch.int64)
+        top5 = torch.zeros((), device=self.device, dtype=torch.int64)
+        count = 0
+        for x, y in loader:
+            with self.policy.autocast():
+                logits = self.model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            k = min(5, logits.shape[-1])
+            hits = logits.topk(k, dim=-1).indices == y[:, None]
+            top1 += hits[:, 0].sum()
+            top5 += hits.any(dim=-1).sum()
+            count += len(y)
+        count = max(count, 1)
+        return {"loss": loss_sum.item() / count, "acc1": 100.0 * top1.item() / count,
+                "acc5": 100.0 * top5.item() / count, "images": count}
+
+
+def build_engine(cfg: Config, data=None, device: str | torch.device | None = None, *,
+                 with_data: bool = True) -> Engine:
+    """Everything a run needs, checked before any of it is built (bad input fails here)."""
+    plan = make_plan(cfg, world_size=1)
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    train_loader = eval_loader = classes = None
+    if with_data:  # read data before building anything big: a bad --data fails fast
+        root = resolve_data_root(data, cfg.DATASET)
+        train, evaluation = load_splits(cfg.DATASET, root)
+        classes = train.classes
+        plan = make_plan(cfg, world_size=1, train_size=len(train.labels))
+        common = dict(device=device, mean=plan.dataset.mean, std=plan.dataset.std,
+                      img_size=plan.model.img_size, seed=cfg.SEED)
+        train_loader = DeviceLoader(train.images, train.labels,
+                                    plan.per_device_batch * plan.accumulation, train=True,
+                                    crop_padding=cfg.CROP_PADDING, hflip=cfg.HFLIP,
+                                    limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
+        eval_loader = DeviceLoader(evaluation.images, evaluation.labels, plan.eval_batch,
+                                   train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        torch.backends.cudnn.deterministic = cfg.cudnn_deterministic
+        # TF32 runs fp32 matmuls on tensor cores (10-bit mantissa products, fp32 accumulate).
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+    torch.manual_seed(cfg.SEED)
+    model = build_model(plan.model, cfg.DROP_RATE, cfg.DROP_PATH_RATE).to(device)
+    model = parallelize(model, cfg)
+    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes)
