@@ -15,8 +15,8 @@ def test_dry_run_prints_config_and_derived_values(quick_config, tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for text in ("LEARNING_RATE = ", "gradient_accumulation = 2", "global_batch", "512",
-                 "per_device_batch     256", "accumulation_steps   2", "steps_per_epoch      97",
+    for text in ("LEARNING_RATE = ", "gradient_accumulation = 2", "global_batch         256",
+                 "per_device_batch     128", "accumulation_steps   2", "steps_per_epoch      195",
                  "num_parameters"):
         assert text in out
     assert not list(tmp_path.iterdir())  # a dry run writes nothing

@@ -15,6 +15,7 @@ The Trainer (trainer.py) is the same engine stepped by a loop with hooks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -85,8 +86,8 @@ class Engine:
             with self.policy.autocast():
                 logits = self.model(x)
             loss = self.loss(logits, y)
-            # Each backward adds to .grad: divide so the sum over micro-batches is the mean.
-            scaled = loss * (len(y) / len(labels))
+            # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
+            scaled = loss * (len(y) / len(labels)) if accum > 1 else loss
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(-1) == y).sum()
@@ -106,7 +107,11 @@ class Engine:
                 nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # The schedule advances per optimizer step also when the scaler skipped one
+            # (an fp16 overflow); torch warns about that order, which is intended here.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            self.scheduler.step()
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> dict:
