@@ -19,7 +19,7 @@ args = parser.parse_args()
 cfg = vitscale.load_config(args.config, args.overrides)
 engine = vitscale.build_engine(cfg, data=args.data)
 print(f"{engine.plan.model_name}: {engine.num_parameters:,} parameters, "
-      f"{engine.plan.steps_per_epoch} steps/epoch, {engine.policy.describe()}")
+      f"{engine.plan.steps_per_epoch} steps/epoch, {engine.precision.describe()}")
 
 for epoch in range(cfg.NUM_EPOCHS):
     start = time.perf_counter()

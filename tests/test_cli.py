@@ -77,3 +77,16 @@ def test_examples_run(cifar_dir, tmp_path):
             capture_output=True, text=True, timeout=600, cwd=REPO)
         assert result.returncode == 0, result.stderr
         assert "test acc1" in result.stdout
+
+
+def test_bench_amp_reports_every_mode_available_here():
+    result = run_cli("bench", "amp", "--model", "vit_lite_7_4", "--batch", "4", "--steps", "1",
+                     "--warmup", "1", "--modes", "fp32", "bf16", "naive_fp16", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["mode"] for r in rows] == ["fp32", "bf16", "naive_fp16"]
+    for r in rows:
+        assert r["memory_gb"] > 0 and r["iterations_per_s"] > 0
+        assert r["images_per_s"] == pytest.approx(4 * r["iterations_per_s"])
+    missing = run_cli("bench", "amp", "--model", "vit_lite_7_4", "--batch", "4", "--modes", "apex")
+    assert missing.returncode == 2 and "needs NVIDIA apex" in missing.stderr

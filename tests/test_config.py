@@ -107,7 +107,9 @@ def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
 
 @pytest.mark.parametrize("values, message", [
     ({"TOTAL_BATCH_SIZE": 100, "gradient_accumulation": 3}, "not divisible by data-parallel size"),
-    ({"TOTAL_BATCH_SIZE": 512, "BATCH_SIZE": 100}, "BATCH_SIZE=100 contradicts TOTAL_BATCH_SIZE"),
+    ({"TOTAL_BATCH_SIZE": 512, "BATCH_SIZE": 100}, "not divisible by BATCH_SIZE 100"),
+    ({"TOTAL_BATCH_SIZE": 512, "BATCH_SIZE": 100, "gradient_accumulation": 2},
+     "BATCH_SIZE=100 contradicts TOTAL_BATCH_SIZE"),
     ({}, "neither BATCH_SIZE nor TOTAL_BATCH_SIZE is set"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_3"}, "did you mean 'vit_lite_7_4'"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "PATCH_SIZE": 5}, "IMG_SIZE=32 is not divisible by PATCH_SIZE=5"),
@@ -115,7 +117,12 @@ def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
     ({"BATCH_SIZE": 8, "NUM_CLASSES": 100}, "set NUM_CLASSES = 10"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "HIDDEN_SIZE": 64}, None),  # variant + override
     ({"BATCH_SIZE": 8, "HIDDEN_SIZE": 64}, "IMG_SIZE is not set"),
-    ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 20, "NUM_EPOCHS": 10}, "exceeds NUM_EPOCHS"),
+    ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 20, "NUM_EPOCHS": 10}, "warmup (125000 steps) is longer"),
+    ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 1, "WARMUP_STEPS": 5}, "keep one"),
+    ({"BATCH_SIZE": 8, "LR_SCHEDULE": "multistep"}, "needs LR_MILESTONES"),
+    ({"BATCH_SIZE": 8, "LR_MILESTONES": (5, 2)}, "must be increasing"),
+    ({"BATCH_SIZE": 8, "OPTIMIZER": "adam"}, "did you mean 'adamw'"),
+    ({"BATCH_SIZE": 8, "fp16": {"mode": AMP_TYPE.APEX}}, "needs NVIDIA apex"),
     ({"BATCH_SIZE": 8, "parallel": {"tensor": {"mode": "2d", "size": 4}}},
      "does not provide yet"),
     ({"BATCH_SIZE": 8, "parallel": {"tensor": {"size": 2}}}, "needs a mode"),

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from .errors import ConfigError
-from .precision import AMP_TYPE, PRECISIONS
+from .precision import AMP_TYPE
 
 TensorMode = Literal["1d", "2d", "2.5d", "3d"]
 
@@ -61,7 +61,9 @@ class Fp16Config:
     growth_factor: float = 2.0
     backoff_factor: float = 0.5
     growth_interval: int = 1000
-    hysteresis: int = 2
+    hysteresis: int = 2          # naive mode: overflows tolerated before backing off
+    min_scale: float = 1.0       # naive mode
+    max_scale: float = 2.0**24   # naive mode
 
 
 @dataclass
@@ -88,13 +90,24 @@ class Config:
     # ---- optimization; batch sizes in images ----
     BATCH_SIZE: Optional[int] = None        # per device per micro-step (seed 003's meaning)
     TOTAL_BATCH_SIZE: Optional[int] = None  # global per optimizer step (seed 000/001)
-    LEARNING_RATE: float = 1e-3             # peak LR, reached at the end of warmup
-    MIN_LR: float = 0.0                     # LR at the end of the cosine decay
+    LEARNING_RATE: float = 1e-3             # peak LR (at LR_REFERENCE_BATCH when that is set)
+    LR_REFERENCE_BATCH: Optional[int] = None  # scale LEARNING_RATE from this global batch
+    LR_SCALING: Literal["linear", "sqrt"] = "linear"
+    LR_SCHEDULE: Literal["cosine", "linear", "multistep", "constant"] = "cosine"
+    LR_MILESTONES: tuple = ()               # multistep: epochs at which LR *= LR_GAMMA
+    LR_GAMMA: float = 0.1
+    MIN_LR: float = 0.0                     # LR at the end of the cosine or linear decay
     WEIGHT_DECAY: float = 0.05
-    BETAS: tuple[float, float] = (0.9, 0.999)
-    OPTIMIZER: Literal["adamw"] = "adamw"
+    OPTIMIZER: Literal["adamw", "sgd", "lamb", "lars"] = "adamw"
+    BETAS: tuple[float, float] = (0.9, 0.999)  # adamw, lamb
+    EPS: Optional[float] = None             # default: adamw 1e-8, lamb 1e-6, lars 0
+    MOMENTUM: float = 0.9                   # sgd, lars
+    NESTEROV: bool = False                  # sgd
+    LARS_ETA: float = 1e-3                  # lars trust coefficient
+    LAMB_BIAS_CORRECTION: bool = True       # False: LAMB v3 as in Colossal-AI
     NUM_EPOCHS: int = 10
     WARMUP_EPOCHS: float = 0.0
+    WARMUP_STEPS: Optional[int] = None      # instead of WARMUP_EPOCHS
     LABEL_SMOOTHING: float = 0.0
     SEED: int = 42
 
@@ -118,8 +131,8 @@ class Config:
     # ---- framework sections (lower case, as in Colossal-AI) ----
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     fp16: Optional[Fp16Config] = None
-    precision: Optional[Literal["fp32", "fp16", "bf16"]] = None
-    gradient_accumulation: int = 1
+    precision: Optional[Literal["fp32", "fp16", "bf16", "naive_fp16", "pure_bf16", "apex"]] = None
+    gradient_accumulation: Optional[int] = None  # default 1, or derived (see plan.py)
     clip_grad_norm: Optional[float] = None  # max global gradient norm; None or 0 = off
     compile: bool = False                   # torch.compile every block
     tf32: bool = True                       # fp32 matmuls on tensor cores (Ampere and newer)

@@ -6,9 +6,16 @@ all data-parallel ranks; `per_device_batch` is one micro-step on one device.
     global_batch = per_device_batch x data_parallel_size x accumulation
 
 The config gives either TOTAL_BATCH_SIZE (global; per-device batch derived, seeds 000/001) or
-BATCH_SIZE (per device, seed 003). When a file gives both, as seed 000 does with
-`BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation`, BATCH_SIZE must equal either the
-per-device batch or the global batch of one micro-step (Colossal-AI's "batch for dataloader").
+BATCH_SIZE (per device, seed 003). When a file gives both:
+  * with `gradient_accumulation` unset, BATCH_SIZE is the per-device batch and the
+    accumulation is derived for the world size the run is launched on (seed 001: 32K =
+    256 per GPU x 4 GPUs x 32 accumulation steps);
+  * with it set, as seed 000 does (`BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation`),
+    BATCH_SIZE must equal either the per-device batch or the global batch of one micro-step
+    (Colossal-AI's "batch for dataloader").
+
+The peak LR is LEARNING_RATE, scaled from LR_REFERENCE_BATCH to the global batch when that is
+set (linearly or by the square root, optim/schedules.py).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from .config import Config, suggest
 from .data.datasets import DATASETS, DatasetInfo
 from .errors import ConfigError
 from .models import VARIANTS, ViTSize, get_variant, with_overrides
+from .optim.schedules import scaled_lr
+from .precision import check_available
 
 _SIZE_KEYS = ("IMG_SIZE", "PATCH_SIZE", "HIDDEN_SIZE", "DEPTH", "NUM_HEADS")
 DEFAULT_MODEL = "vit_lite_7_4"
@@ -41,6 +50,7 @@ class Plan:
     total_steps: int
     warmup_steps: int
     precision: str
+    peak_lr: float
 
     def derived(self) -> dict:
         """The derived values printed at start and by --dry-run."""
@@ -52,7 +62,7 @@ class Plan:
             "global_batch": self.global_batch, "per_device_batch": self.per_device_batch,
             "accumulation_steps": self.accumulation, "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-            "precision": self.precision,
+            "peak_lr": self.peak_lr, "precision": self.precision,
         }
 
     def to_dict(self) -> dict:
@@ -71,25 +81,46 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
     pp, tp = cfg.parallel.pipeline, cfg.parallel.tensor.size
     _check_parallel(cfg, world_size)
     dp = world_size // (pp * tp)
-    accum = cfg.gradient_accumulation
-    per_device, global_batch = _batch_sizes(cfg, dp, accum)
+    per_device, accum, global_batch = _batch_sizes(cfg, dp)
     steps = train_size // dp // (per_device * accum)
     if steps == 0:
         raise ConfigError(f"global batch {global_batch} is larger than the {train_size} "
                           f"training images of {dataset.name}: lower TOTAL_BATCH_SIZE or BATCH_SIZE")
     if cfg.LIMIT_TRAIN_BATCHES:
         steps = min(steps, cfg.LIMIT_TRAIN_BATCHES)
-    if cfg.WARMUP_EPOCHS > cfg.NUM_EPOCHS:
-        raise ConfigError(f"WARMUP_EPOCHS={cfg.WARMUP_EPOCHS} exceeds NUM_EPOCHS={cfg.NUM_EPOCHS}: "
-                          "lower WARMUP_EPOCHS")
     _check_positive(cfg)
+    warmup = _warmup_steps(cfg, steps)
+    precision = cfg.precision_name
+    check_available(precision)
+    if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:
+        raise ConfigError("LR_SCHEDULE='multistep' needs LR_MILESTONES, e.g. (30, 60, 80) epochs")
+    if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
+            not isinstance(m, (int, float)) or m < 0 for m in cfg.LR_MILESTONES):
+        raise ConfigError(f"LR_MILESTONES={cfg.LR_MILESTONES!r} must be increasing epoch numbers")
+    peak_lr = scaled_lr(cfg.LEARNING_RATE, global_batch, cfg.LR_REFERENCE_BATCH, cfg.LR_SCALING)
+    if cfg.MIN_LR > peak_lr:
+        raise ConfigError(f"MIN_LR={cfg.MIN_LR} exceeds the peak LR {peak_lr:g}: lower MIN_LR")
     return Plan(model=size, model_name=name, dataset=dataset, world_size=world_size,
                 pipeline_size=pp, tensor_size=tp, data_parallel_size=dp,
                 per_device_batch=per_device, accumulation=accum, global_batch=global_batch,
                 eval_batch=cfg.EVAL_BATCH_SIZE or 2 * per_device, steps_per_epoch=steps,
-                total_steps=steps * cfg.NUM_EPOCHS,
-                warmup_steps=round(cfg.WARMUP_EPOCHS * steps),
-                precision=cfg.precision_name)
+                total_steps=steps * cfg.NUM_EPOCHS, warmup_steps=warmup,
+                precision=precision, peak_lr=peak_lr)
+
+
+def _warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
+    if cfg.WARMUP_STEPS is not None:
+        if cfg.WARMUP_EPOCHS:
+            raise ConfigError(f"both WARMUP_STEPS={cfg.WARMUP_STEPS} and WARMUP_EPOCHS="
+                              f"{cfg.WARMUP_EPOCHS} are set: keep one")
+        warmup = cfg.WARMUP_STEPS
+    else:
+        warmup = round(cfg.WARMUP_EPOCHS * steps_per_epoch)
+    if warmup > steps_per_epoch * cfg.NUM_EPOCHS:
+        raise ConfigError(f"warmup ({warmup} steps) is longer than training "
+                          f"({steps_per_epoch * cfg.NUM_EPOCHS} steps): lower WARMUP_EPOCHS "
+                          "or WARMUP_STEPS")
+    return warmup
 
 
 def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
@@ -154,17 +185,28 @@ def _check_parallel(cfg: Config, world_size: int) -> None:
                           f"{pp * tensor.size}: launch a multiple of {pp * tensor.size} processes")
 
 
-def _batch_sizes(cfg: Config, dp: int, accum: int) -> tuple[int, int]:
-    if accum < 1:
+def _batch_sizes(cfg: Config, dp: int) -> tuple[int, int, int]:
+    """(per-device batch, accumulation steps, global batch)."""
+    accum = cfg.gradient_accumulation
+    if accum is not None and accum < 1:
         raise ConfigError(f"gradient_accumulation={accum} must be at least 1")
     if cfg.TOTAL_BATCH_SIZE is None and cfg.BATCH_SIZE is None:
         raise ConfigError("neither BATCH_SIZE nor TOTAL_BATCH_SIZE is set: set one, e.g. "
                           "BATCH_SIZE = 128 (per device) or TOTAL_BATCH_SIZE = 512 (global)")
+    if cfg.BATCH_SIZE is not None and cfg.BATCH_SIZE < 1:
+        raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be at least 1")
     if cfg.TOTAL_BATCH_SIZE is None:
-        if cfg.BATCH_SIZE < 1:
-            raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be at least 1")
-        return cfg.BATCH_SIZE, cfg.BATCH_SIZE * dp * accum
+        accum = accum or 1
+        return cfg.BATCH_SIZE, accum, cfg.BATCH_SIZE * dp * accum
     total = cfg.TOTAL_BATCH_SIZE
+    if accum is None and cfg.BATCH_SIZE is not None:  # derive accumulation (seed 001)
+        if total < 1 or total % (cfg.BATCH_SIZE * dp):
+            raise ConfigError(f"TOTAL_BATCH_SIZE={total} is not divisible by BATCH_SIZE "
+                              f"{cfg.BATCH_SIZE} x data-parallel size {dp} = {cfg.BATCH_SIZE * dp}"
+                              f": choose a multiple of {cfg.BATCH_SIZE * dp}, or set "
+                              "gradient_accumulation")
+        return cfg.BATCH_SIZE, total // (cfg.BATCH_SIZE * dp), total
+    accum = accum or 1
     if total < 1 or total % (dp * accum):
         raise ConfigError(f"TOTAL_BATCH_SIZE={total} is not divisible by data-parallel size "
                           f"{dp} x gradient_accumulation {accum} = {dp * accum}: choose a multiple "
@@ -174,15 +216,20 @@ def _batch_sizes(cfg: Config, dp: int, accum: int) -> tuple[int, int]:
         raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} contradicts TOTAL_BATCH_SIZE={total} "
                           f"(per-device batch {per_device}, {total // accum} per micro-step): "
                           "remove BATCH_SIZE or make it agree")
-    return per_device, total
+    return per_device, accum, total
 
 
 def _check_positive(cfg: Config) -> None:
     checks = [("LEARNING_RATE", cfg.LEARNING_RATE > 0), ("NUM_EPOCHS", cfg.NUM_EPOCHS >= 1),
+              ("WARMUP_STEPS", cfg.WARMUP_STEPS is None or cfg.WARMUP_STEPS >= 0),
+              ("LR_REFERENCE_BATCH", cfg.LR_REFERENCE_BATCH is None or cfg.LR_REFERENCE_BATCH > 0),
+              ("LR_GAMMA", cfg.LR_GAMMA > 0), ("MOMENTUM", 0 <= cfg.MOMENTUM < 1),
+              ("LARS_ETA", cfg.LARS_ETA > 0), ("EPS", cfg.EPS is None or cfg.EPS >= 0),
+              ("BETAS", all(0 <= b < 1 for b in cfg.BETAS)),
               ("WEIGHT_DECAY", cfg.WEIGHT_DECAY >= 0), ("WARMUP_EPOCHS", cfg.WARMUP_EPOCHS >= 0),
               ("LABEL_SMOOTHING", 0 <= cfg.LABEL_SMOOTHING < 1),
               ("LOG_EVERY", cfg.LOG_EVERY >= 1), ("EVAL_EVERY", cfg.EVAL_EVERY >= 1),
-              ("MIN_LR", 0 <= cfg.MIN_LR <= cfg.LEARNING_RATE),
+              ("MIN_LR", cfg.MIN_LR >= 0),
               ("clip_grad_norm", cfg.clip_grad_norm is None or cfg.clip_grad_norm > 0),
               ("CROP_PADDING", cfg.CROP_PADDING >= 0)]
     for key, ok in checks:

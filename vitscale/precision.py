@@ -1,12 +1,21 @@
-"""One precision policy: the single place that maps a precision mode to autocast and scaler.
+"""The one precision policy: every decision about dtypes, loss scaling and master weights.
 
-Modes (seed 002 compares them on ViT-B/16):
-  fp32   everything in float32.
-  fp16   torch AMP: autocast to float16 plus a dynamic GradScaler ("AMP_TYPE.TORCH").
-  bf16   autocast to bfloat16; no scaler is needed (bf16 has fp32's exponent range).
+| mode        | config                                  | weights (model / optimizer) | compute            | loss scaling          |
+|-------------|-----------------------------------------|-----------------------------|--------------------|-----------------------|
+| fp32        | (default)                               | fp32 / fp32                 | fp32 (TF32 on GPU) | -                     |
+| fp16        | fp16 = dict(mode=AMP_TYPE.TORCH)        | fp32 / fp32                 | autocast fp16      | torch GradScaler      |
+| naive_fp16  | fp16 = dict(mode=AMP_TYPE.NAIVE, ...)   | fp16 / fp32 master copies   | fp16 everywhere    | DynamicLossScaler     |
+| apex        | fp16 = dict(mode=AMP_TYPE.APEX)         | apex O1 (NVIDIA apex)       | apex O1 casts      | apex                  |
+| bf16        | precision = 'bf16'                      | fp32 / fp32                 | autocast bf16      | - (fp32's exponent)   |
+| pure_bf16   | precision = 'pure_bf16'                 | bf16 / fp32 master copies   | bf16 everywhere    | -                     |
 
-A config chooses one with the seeds' syntax, `fp16 = dict(mode=AMP_TYPE.TORCH)`, or with
-`precision = 'bf16'`. The policy in force is printed at start.
+Seed 002 compares fp32, torch AMP, apex O1 and naive fp16 on ViT-B/16. The naive mode follows
+Colossal-AI's NaiveAMP (Micikevicius et al. 2018, "Mixed Precision Training"): the model is
+cast to fp16, the optimizer steps fp32 master copies, and a dynamic loss scaler multiplies the
+loss before backward, skips a step whose gradients overflow, backs off after `hysteresis`
+overflows and grows after `growth_interval` clean steps.
+
+The policy in force is printed at start (`Precision.describe`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import enum
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from .errors import ConfigError
 
@@ -31,56 +41,322 @@ class AMP_TYPE(str, enum.Enum):  # noqa: N801 - the seeds' spelling, available i
         return f"AMP_TYPE.{self.name}"
 
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-@dataclass(frozen=True)
-class PrecisionPolicy:
-    """How the forward pass computes and whether the loss is scaled.
-
-    `autocast_dtype` is None for fp32. `scaler` is a torch.amp.GradScaler for fp16, else None.
-    """
-
-    name: str
-    device_type: str
-    autocast_dtype: torch.dtype | None
-
-    def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
-
-    def make_scaler(self, init_scale: float = 2.0**16, growth_factor: float = 2.0,
-                    backoff_factor: float = 0.5, growth_interval: int = 2000):
-        if self.name != "fp16":
-            return None
-        return torch.amp.GradScaler(self.device_type, init_scale=init_scale,
-                                    growth_factor=growth_factor, backoff_factor=backoff_factor,
-                                    growth_interval=growth_interval)
-
-    def describe(self) -> str:
-        if self.name == "fp32":
-            return "fp32: float32 weights, activations and gradients"
-        if self.name == "bf16":
-            return "bf16: float32 weights, autocast matmuls to bfloat16, no loss scaling"
-        return "fp16 (torch AMP): float32 weights, autocast to float16, dynamic loss scaling"
+PRECISIONS = ("fp32", "fp16", "bf16", "naive_fp16", "pure_bf16", "apex")
+_FP16_MODES = {AMP_TYPE.TORCH: "fp16", AMP_TYPE.NAIVE: "naive_fp16", AMP_TYPE.APEX: "apex"}
+_APEX_HELP = ("fp16 mode AMP_TYPE.APEX needs NVIDIA apex, which is not installed: install it "
+              "from https://github.com/NVIDIA/apex, or use fp16 = dict(mode=AMP_TYPE.TORCH)")
 
 
 def resolve_precision_name(precision: str | None, fp16_mode: AMP_TYPE | None) -> str:
     """The precision name from `precision = ...` and `fp16 = dict(mode=...)` (checked to agree)."""
     if fp16_mode is not None:
-        if fp16_mode in (AMP_TYPE.NAIVE, AMP_TYPE.APEX):
-            raise ConfigError(
-                f"fp16.mode={fp16_mode!r} is not available in this version of vitscale: "
-                "use fp16 = dict(mode=AMP_TYPE.TORCH) or precision = 'bf16'")
-        if precision not in (None, "fp16"):
-            raise ConfigError(
-                f"fp16 = dict(mode={fp16_mode!r}) conflicts with precision = {precision!r}: "
-                "keep one of the two")
-        return "fp16"
+        name = _FP16_MODES[fp16_mode]
+        if precision not in (None, name):
+            raise ConfigError(f"fp16 = dict(mode={fp16_mode!r}) conflicts with precision = "
+                              f"{precision!r}: keep one of the two")
+        return name
     return precision or "fp32"
 
 
-def build_policy(name: str, device: torch.device) -> PrecisionPolicy:
-    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-    return PrecisionPolicy(name=name, device_type=device.type, autocast_dtype=dtype)
+def check_available(name: str) -> None:
+    """Fail at start, with the fix, if the mode needs something this machine lacks."""
+    if name == "apex":
+        try:
+            import apex.amp  # noqa: F401
+        except ImportError:
+            raise ConfigError(_APEX_HELP) from None
+
+
+@dataclass
+class ScalerSettings:
+    """Dynamic loss-scale options, as given in `fp16 = dict(mode=..., init_scale=..., ...)`."""
+
+    init_scale: float = 2.0**16
+    growth_factor: float = 2.0
+    backoff_factor: float = 0.5
+    growth_interval: int = 1000
+    hysteresis: int = 2
+    min_scale: float = 1.0
+    max_scale: float = 2.0**24
+
+
+class DynamicLossScaler:
+    """The naive mode's loss scale (Colossal-AI's DynamicGradScaler rules).
+
+    After an overflowing step: the growth count restarts, the hysteresis budget drops by one,
+    and once it is spent the scale is multiplied by `backoff_factor` (not below min_scale).
+    After `growth_interval` clean steps in a row: the scale is multiplied by `growth_factor`
+    (not above max_scale) and the hysteresis budget is refilled.
+    """
+
+    def __init__(self, settings: ScalerSettings):
+        self.settings = settings
+        self.scale = float(settings.init_scale)
+        self.growth_tracker = 0
+        self.hysteresis_tracker = settings.hysteresis
+
+    def update(self, overflow: bool) -> None:
+        s = self.settings
+        if overflow:
+            self.growth_tracker = 0
+            self.hysteresis_tracker -= 1
+            if self.hysteresis_tracker <= 0:
+                self.scale = max(self.scale * s.backoff_factor, s.min_scale)
+        else:
+            self.growth_tracker += 1
+            if self.growth_tracker == s.growth_interval:
+                self.growth_tracker = 0
+                self.hysteresis_tracker = s.hysteresis
+                self.scale = min(self.scale * s.growth_factor, s.max_scale)
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "growth_tracker": self.growth_tracker,
+                "hysteresis_tracker": self.hysteresis_tracker}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale = float(state["scale"])
+        self.growth_tracker = int(state["growth_tracker"])
+        self.hysteresis_tracker = int(state["hysteresis_tracker"])
+
+
+def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _clip(optimizer: torch.optim.Optimizer, clip: float | None) -> torch.Tensor | None:
+    if not clip:
+        return None
+    from .optim.norms import clip_grad_norm_
+    return clip_grad_norm_(_optimizer_params(optimizer), clip)
+
+
+class Precision:
+    """fp32, and the interface every mode implements. The Engine calls, in order:
+
+    prepare_model(model) -> optimizer_groups(groups) -> attach(model, optimizer), once;
+    then per micro-step autocast() around the forward, cast_input(x), backward(loss);
+    then per optimizer step step(optimizer, clip) -> True if the optimizer stepped.
+    """
+
+    name = "fp32"
+    loss_scale: float | None = None
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.skipped_steps = 0
+        self.last_grad_norm: torch.Tensor | None = None  # before clipping, when clipping
+
+    def describe(self) -> str:
+        tf32 = " (TF32 matmuls on GPU)" if self.device.type == "cuda" else ""
+        return f"fp32: float32 weights, activations and gradients{tf32}"
+
+    def prepare_model(self, model):
+        return model
+
+    def optimizer_groups(self, groups: list[dict]) -> list[dict]:
+        return groups
+
+    def attach(self, model, optimizer):
+        return model, optimizer
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def cast_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, clip: float | None) -> bool:
+        self.last_grad_norm = _clip(optimizer, clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return True
+
+    def state_dict(self) -> dict:
+        return {"skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+
+
+class AutocastPrecision(Precision):
+    """fp32 weights, autocast compute; fp16 adds torch's dynamic GradScaler."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, scaler: ScalerSettings | None):
+        super().__init__(device)
+        self.dtype = dtype
+        self.name = "fp16" if dtype == torch.float16 else "bf16"
+        self.scaler = None if scaler is None else torch.amp.GradScaler(
+            device.type, init_scale=scaler.init_scale, growth_factor=scaler.growth_factor,
+            backoff_factor=scaler.backoff_factor, growth_interval=scaler.growth_interval)
+
+    def describe(self) -> str:
+        if self.scaler is None:
+            return "bf16: float32 weights, autocast to bfloat16, no loss scaling"
+        return "fp16 (torch AMP): float32 weights, autocast to float16, dynamic loss scaling"
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, optimizer, clip):
+        if self.scaler is None:
+            return super().step(optimizer, clip)
+        self.scaler.unscale_(optimizer)
+        self.last_grad_norm = _clip(optimizer, clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return True  # the scaler may skip internally; its scale records that
+
+    @property
+    def loss_scale(self):
+        return self.scaler.get_scale() if self.scaler else None
+
+    def state_dict(self):
+        return {**super().state_dict(), **({"scaler": self.scaler.state_dict()}
+                                           if self.scaler else {})}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+class MasterWeightPrecision(Precision):
+    """Model in fp16/bf16, optimizer on fp32 master copies (naive_fp16 and pure_bf16)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, scaler: ScalerSettings | None):
+        super().__init__(device)
+        self.dtype = dtype
+        self.name = "naive_fp16" if dtype == torch.float16 else "pure_bf16"
+        self.scaler = DynamicLossScaler(scaler) if scaler is not None else None
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def describe(self) -> str:
+        if self.scaler is None:
+            return "pure_bf16: bfloat16 weights and activations, fp32 master weights, no loss scaling"
+        return ("naive_fp16: float16 weights and activations, fp32 master weights, dynamic loss "
+                f"scale {self.scaler.scale:g} (x{self.scaler.settings.growth_factor:g} every "
+                f"{self.scaler.settings.growth_interval} clean steps, "
+                f"x{self.scaler.settings.backoff_factor:g} after "
+                f"{self.scaler.settings.hysteresis} overflows)")
+
+    @property
+    def loss_scale(self):
+        return self.scaler.scale if self.scaler else None
+
+    def prepare_model(self, model):
+        return model.to(self.dtype)
+
+    def optimizer_groups(self, groups):
+        out = []
+        for group in groups:
+            masters = []
+            for p in group["params"]:
+                master = p.detach().clone().float().requires_grad_(True)
+                self.pairs.append((p, master))
+                masters.append(master)
+            out.append({**group, "params": masters})
+        return out
+
+    def cast_input(self, x):
+        return x.to(self.dtype) if x.is_floating_point() else x
+
+    def backward(self, loss):
+        (loss.float() * self.scaler.scale if self.scaler else loss).backward()
+
+    @torch.no_grad()
+    def step(self, optimizer, clip):
+        from .optim.norms import local
+        grads = []
+        for p, master in self.pairs:
+            master.grad = None if p.grad is None else p.grad.float()
+            p.grad = None
+            if master.grad is not None:
+                grads.append(local(master.grad))
+        if self.scaler is not None and grads:
+            # One fused pass: divide by the scale and flag any inf/NaN.
+            found_inf = torch.zeros(1, device=grads[0].device)
+            inv_scale = torch.full((1,), 1.0 / self.scaler.scale, device=grads[0].device)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
+            if dist.is_available() and dist.is_initialized():  # sharded grads: any rank's inf
+                dist.all_reduce(found_inf, op=dist.ReduceOp.MAX)
+            overflow = bool(found_inf.item())
+            self.scaler.update(overflow)
+            if overflow:
+                self.skipped_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                self.last_grad_norm = None
+                return False
+        self.last_grad_norm = _clip(optimizer, clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for p, master in self.pairs:
+            local(p).copy_(local(master))
+        return True
+
+    def state_dict(self):
+        return {**super().state_dict(),
+                **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+class ApexPrecision(Precision):
+    """NVIDIA apex O1 (seed 002's AMP_TYPE.APEX): apex patches casts and scales the loss."""
+
+    name = "apex"
+
+    def __init__(self, device):
+        super().__init__(device)
+        check_available("apex")
+        from apex import amp
+        self.amp = amp
+        self.optimizer = None
+
+    def describe(self):
+        return "apex O1: float32 weights, apex's per-op casts to float16, apex loss scaling"
+
+    def attach(self, model, optimizer):
+        model, optimizer = self.amp.initialize(model, optimizer, opt_level="O1", verbosity=0)
+        self.optimizer = optimizer
+        return model, optimizer
+
+    def backward(self, loss):
+        with self.amp.scale_loss(loss, self.optimizer) as scaled:
+            scaled.backward()
+
+    def step(self, optimizer, clip):
+        if clip:
+            from .optim.norms import clip_grad_norm_
+            self.last_grad_norm = clip_grad_norm_(list(self.amp.master_params(optimizer)), clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return True
+
+
+def build_precision(name: str, device: torch.device,
+                    scaler: ScalerSettings | None = None) -> Precision:
+    """The Precision object for mode `name` (see the table above)."""
+    scaler = scaler or ScalerSettings()
+    if name == "fp32":
+        return Precision(device)
+    if name == "fp16":
+        return AutocastPrecision(device, torch.float16, scaler)
+    if name == "bf16":
+        return AutocastPrecision(device, torch.bfloat16, None)
+    if name == "naive_fp16":
+        return MasterWeightPrecision(device, torch.float16, scaler)
+    if name == "pure_bf16":
+        return MasterWeightPrecision(device, torch.bfloat16, None)
+    if name == "apex":
+        return ApexPrecision(device)
+    raise ConfigError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")

@@ -11,69 +11,35 @@ and other load hit both alike, and each reports its median round. `--compile` ad
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from ..config import config_from_dict
 from ..models import VisionTransformer, count_parameters, get_variant
-from ..parallel import parallelize
-from ..plan import make_plan
-from ..precision import build_policy
-from ..train.engine import Engine, pick_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(step, n: int, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    _sync(device)
-    return time.perf_counter() - start
+from ..train.engine import pick_device
+from .common import bench_engine, random_batch, timed
 
 
 def bench_step(model: str, batch: int, steps: int = 10, warmup: int = 3, rounds: int = 5,
                device: str | None = None, precision: str = "fp32", compile: bool = False,
                seed: int = 0) -> dict:
     dev = pick_device(device)
-    values = {"MODEL": model, "BATCH_SIZE": batch, "precision": precision,
-              "LEARNING_RATE": 1e-4, "WEIGHT_DECAY": 0.05, "NUM_EPOCHS": 1}
-    cfg = config_from_dict(values, source="bench")
-    size = get_variant(model)
-    plan = dataclasses.replace(make_plan(cfg), model=size, model_name=model)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.allow_tf32 = cfg.tf32
-
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 3, size.img_size, size.img_size, generator=g).to(dev)
-    labels = torch.randint(0, size.num_classes, (batch,), generator=g).to(dev)
+    images, labels = random_batch(model, batch, dev, seed)
+    engine = bench_engine(model, batch, dev, seed, precision=precision)
+    compiled = bench_engine(model, batch, dev, seed, precision=precision,
+                            compile=True) if compile else None
 
     torch.manual_seed(seed)
-    engine = Engine(cfg, plan, VisionTransformer(size).to(dev), dev)
-    compiled = None
-    if compile:
-        compiled_cfg = config_from_dict({**values, "compile": True}, source="bench")
-        torch.manual_seed(seed)
-        compiled = Engine(compiled_cfg, plan,
-                          parallelize(VisionTransformer(size).to(dev), compiled_cfg), dev)
-
-    torch.manual_seed(seed)
-    plain_model = VisionTransformer(size).to(dev)
+    plain_model = VisionTransformer(get_variant(model)).to(dev)
     plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-4, weight_decay=0.05)
-    policy = build_policy(precision, dev)
-    scaler = policy.make_scaler()
+    # The plain alternative: torch.autocast, plus a GradScaler for fp16, as the PyTorch docs show.
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    scaler = torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
 
     def plain_step():
-        with policy.autocast():
+        with torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext():
             loss = F.cross_entropy(plain_model(images), labels)
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
@@ -83,19 +49,16 @@ def bench_step(model: str, batch: int, steps: int = 10, warmup: int = 3, rounds:
             plain_opt.step()
         plain_opt.zero_grad(set_to_none=True)
 
-    def vitscale_step():
-        engine.train_step(images, labels)
-
-    loops = {"vitscale": vitscale_step, "plain_pytorch": plain_step}
+    loops = {"vitscale": lambda: engine.train_step(images, labels), "plain_pytorch": plain_step}
     if compiled is not None:
         loops["vitscale_compiled"] = lambda: compiled.train_step(images, labels)
     for step in loops.values():
-        _timed(step, warmup, dev)  # also triggers compilation, outside the timed rounds
+        timed(step, warmup, dev)  # also triggers compilation, outside the timed rounds
     times: dict[str, list[float]] = {name: [] for name in loops}
     for r in range(rounds):
         order = list(loops) if r % 2 == 0 else list(reversed(loops))
         for name in order:
-            times[name].append(_timed(loops[name], steps, dev))
+            times[name].append(timed(loops[name], steps, dev))
     result = {name: batch * steps / statistics.median(ts) for name, ts in times.items()}
     extra = ({"vitscale_compiled_images_per_s": result["vitscale_compiled"],
               "compiled_ratio": result["vitscale_compiled"] / result["plain_pytorch"]}

@@ -44,7 +44,7 @@ def run(args) -> int:
     run_dir = args.run_dir or default_run_dir(args.config)
     plan = engine.plan
     print(f"vitscale {__version__}: {plan.model_name} ({engine.num_parameters / 1e6:.2f}M params) "
-          f"on {engine.device}, {engine.policy.describe()}")
+          f"on {engine.device}, {engine.precision.describe()}")
     print(f"batch {plan.global_batch} global = {plan.per_device_batch} per device x "
           f"{plan.data_parallel_size} data-parallel x {plan.accumulation} accumulation; "
           f"{plan.steps_per_epoch} steps/epoch x {cfg.NUM_EPOCHS} epochs; run dir {run_dir}",

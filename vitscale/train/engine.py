@@ -25,10 +25,10 @@ from torch import nn
 from ..config import Config
 from ..data import DeviceLoader, load_splits, resolve_data_root
 from ..models import build_model, count_parameters
-from ..optim import build_optimizer, build_schedule
+from ..optim import build_optimizer, build_schedule, param_groups
 from ..parallel import parallelize
 from ..plan import Plan, make_plan
-from ..precision import PrecisionPolicy, build_policy
+from ..precision import Precision, ScalerSettings, build_precision
 
 
 @dataclass
@@ -55,15 +55,19 @@ class Engine:
     def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
                  train_loader: DeviceLoader | None = None, eval_loader: DeviceLoader | None = None,
                  classes: list[str] | None = None):
-        self.cfg, self.plan, self.model, self.device = cfg, plan, model, device
-        self.policy: PrecisionPolicy = build_policy(plan.precision, device)
+        self.cfg, self.plan, self.device = cfg, plan, device
         fp16 = cfg.fp16
-        self.scaler = self.policy.make_scaler(
-            **({} if fp16 is None else dict(init_scale=fp16.init_scale,
-                                            growth_factor=fp16.growth_factor,
-                                            backoff_factor=fp16.backoff_factor,
-                                            growth_interval=fp16.growth_interval)))
-        self.optimizer = build_optimizer(model, cfg, device)
+        scaler = None if fp16 is None else ScalerSettings(
+            init_scale=fp16.init_scale, growth_factor=fp16.growth_factor,
+            backoff_factor=fp16.backoff_factor, growth_interval=fp16.growth_interval,
+            hysteresis=fp16.hysteresis, min_scale=fp16.min_scale, max_scale=fp16.max_scale)
+        # The precision policy decides dtypes: it may cast the model and give the optimizer
+        # fp32 master copies instead of the model's own parameters.
+        self.precision: Precision = build_precision(plan.precision, device, scaler)
+        model = self.precision.prepare_model(model)
+        groups = self.precision.optimizer_groups(param_groups(model, cfg.WEIGHT_DECAY))
+        optimizer = build_optimizer(groups, cfg, plan.peak_lr, device)
+        self.model, self.optimizer = self.precision.attach(model, optimizer)
         self.scheduler = build_schedule(self.optimizer, cfg, plan)
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.classes = classes
@@ -83,35 +87,20 @@ class Engine:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for x, y in zip(images.chunk(accum), labels.chunk(accum)):
-            with self.policy.autocast():
-                logits = self.model(x)
+            with self.precision.autocast():
+                logits = self.model(self.precision.cast_input(x))
             loss = self.loss(logits, y)
             # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
-            scaled = loss * (len(y) / len(labels)) if accum > 1 else loss
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(-1) == y).sum()
-        self._optimizer_step()
-        return StepOutput(loss=loss_sum / len(labels), correct=correct, images=len(labels))
-
-    def _optimizer_step(self) -> None:
-        clip = self.cfg.clip_grad_norm
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
         with warnings.catch_warnings():
-            # The schedule advances per optimizer step also when the scaler skipped one
+            # The schedule advances per optimizer step also when a loss scaler skipped one
             # (an fp16 overflow); torch warns about that order, which is intended here.
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
+        return StepOutput(loss=loss_sum / len(labels), correct=correct, images=len(labels))
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> dict:
@@ -123,8 +112,8 @@ class Engine:
         top5 = torch.zeros((), device=self.device, dtype=torch.int64)
         count = 0
         for x, y in loader:
-            with self.policy.autocast():
-                logits = self.model(x)
+            with self.precision.autocast():
+                logits = self.model(self.precision.cast_input(x))
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             k = min(5, logits.shape[-1])
             hits = logits.topk(k, dim=-1).indices == y[:, None]

@@ -1,0 +1,52 @@
+"""Pieces shared by the benchmarks: an Engine for a named model without data, and timing."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from ..config import config_from_dict
+from ..models import VisionTransformer, get_variant
+from ..parallel import parallelize
+from ..plan import make_plan
+from ..train.engine import Engine
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step, n: int, device: torch.device) -> float:
+    """Seconds for `n` calls of `step`, with the device drained before and after."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def bench_engine(model: str, batch: int, device: torch.device, seed: int = 0,
+                 **config) -> Engine:
+    """vitscale's Engine for variant `model` (its own class count), AdamW, no data loaders."""
+    values = {"MODEL": model, "BATCH_SIZE": batch, "LEARNING_RATE": 1e-4, "WEIGHT_DECAY": 0.05,
+              "NUM_EPOCHS": 1, **config}
+    cfg = config_from_dict(values, source="bench")
+    size = get_variant(model)
+    plan = dataclasses.replace(make_plan(cfg), model=size, model_name=model)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+    torch.manual_seed(seed)
+    return Engine(cfg, plan, parallelize(VisionTransformer(size).to(device), cfg), device)
+
+
+def random_batch(model: str, batch: int, device: torch.device, seed: int = 0):
+    size = get_variant(model)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, size.img_size, size.img_size, generator=g).to(device)
+    labels = torch.randint(0, size.num_classes, (batch,), generator=g).to(device)
+    return images, labels
