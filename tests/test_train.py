@@ -20,8 +20,10 @@ def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "epoch   2/2" in result.stdout and "done: best test acc1" in result.stdout
     assert "fp32: float32 weights" in result.stdout  # the precision policy is printed at start
-    assert {p.name for p in run_dir.iterdir()} == {"config.py", "config.json", "metrics.jsonl",
-                                                   "summary.json"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.py", "config.json", "metrics.jsonl", "summary.json", "checkpoints",
+        "model_best.safetensors", "model_best.json", "model_final.safetensors",
+        "model_final.json", "tensorboard", "report", "report.html"}
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     test = [r for r in records if r["split"] == "test"]
@@ -33,6 +35,7 @@ def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final_acc1"] == test[-1]["acc1"]
     assert summary["best_acc1"] == max(r["acc1"] for r in test)
+    assert summary["best_split"] == "test" and summary["best_metric"] == "acc1"
     assert summary["epochs"] == 2 and summary["steps"] == 6 and summary["wall_seconds"] > 0
     assert summary["device"] and summary["vitscale_version"] and summary["torch_version"]
     # The saved config reproduces the run's config.

@@ -28,8 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .train.trainer import Interrupted
     try:
         return args.func(args)
+    except Interrupted as e:
+        print(f"vitscale: {e}", file=sys.stderr)
+        return 128 + e.signum
     except VitscaleError as e:
         print(f"vitscale: error: {e}", file=sys.stderr)
         return 2

@@ -67,6 +67,15 @@ class Fp16Config:
 
 
 @dataclass
+class CheckpointConfig:
+    """`checkpoints = dict(every_epochs=1, every_steps=None, keep=2)` (see train/checkpoint.py)."""
+
+    every_epochs: Optional[int] = 1      # save after every N epochs (and after the last)
+    every_steps: Optional[int] = None    # also save every N optimizer steps
+    keep: int = 2                        # newest complete checkpoints kept
+
+
+@dataclass
 class Config:
     # ---- model: a named variant (vitscale.models.VARIANTS) and/or explicit sizes ----
     MODEL: Optional[str] = None          # e.g. 'vit_lite_7_4', 'vit_small_patch16_224'
@@ -81,11 +90,13 @@ class Config:
     DROP_RATE: float = 0.0
     DROP_PATH_RATE: float = 0.0
     CHECKPOINT: bool = False             # activation checkpointing of every block
+    INIT_FROM: Optional[str] = None      # weights to start from: a vitscale export or timm file
 
     # ---- data ----
     DATASET: Literal["cifar10"] = "cifar10"
     CROP_PADDING: int = 4                # random crop with this zero padding (0 = off)
     HFLIP: bool = True                   # random horizontal flip
+    VAL_SPLIT: int = 0                   # images held out of train for model selection
 
     # ---- optimization; batch sizes in images ----
     BATCH_SIZE: Optional[int] = None        # per device per micro-step (seed 003's meaning)
@@ -117,6 +128,8 @@ class Config:
     EVAL_BATCH_SIZE: Optional[int] = None   # per device; default 2 x BATCH_SIZE
     LIMIT_TRAIN_BATCHES: Optional[int] = None  # cap optimizer steps per epoch (quick runs)
     LIMIT_EVAL_BATCHES: Optional[int] = None   # cap evaluation batches (quick runs)
+    SELECTION_METRIC: Literal["acc1", "loss"] = "acc1"  # best model: on val, else on test
+    EARLY_STOPPING_PATIENCE: Optional[int] = None       # evaluations without improvement
 
     # ---- helper names the seeds' Colossal-AI configs define for their own scripts ----
     TENSOR_PARALLEL_SIZE: Optional[int] = None
@@ -138,6 +151,9 @@ class Config:
     tf32: bool = True                       # fp32 matmuls on tensor cores (Ampere and newer)
     cudnn_benchmark: bool = True
     cudnn_deterministic: bool = False
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    tensorboard: bool = True                # TensorBoard events in <run>/tensorboard
+    report: bool = True                     # PNG plots + report.html in <run> at the end
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)

@@ -76,7 +76,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
     the dataset's published size is used (dry runs, early validation).
     """
     dataset = DATASETS[cfg.DATASET]
-    train_size = train_size or dataset.train_size
+    train_size = train_size or dataset.train_size - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
     pp, tp = cfg.parallel.pipeline, cfg.parallel.tensor.size
     _check_parallel(cfg, world_size)
@@ -231,8 +231,18 @@ def _check_positive(cfg: Config) -> None:
               ("LOG_EVERY", cfg.LOG_EVERY >= 1), ("EVAL_EVERY", cfg.EVAL_EVERY >= 1),
               ("MIN_LR", cfg.MIN_LR >= 0),
               ("clip_grad_norm", cfg.clip_grad_norm is None or cfg.clip_grad_norm > 0),
-              ("CROP_PADDING", cfg.CROP_PADDING >= 0)]
+              ("CROP_PADDING", cfg.CROP_PADDING >= 0), ("VAL_SPLIT", cfg.VAL_SPLIT >= 0),
+              ("EARLY_STOPPING_PATIENCE",
+               cfg.EARLY_STOPPING_PATIENCE is None or cfg.EARLY_STOPPING_PATIENCE >= 1),
+              ("checkpoints.keep", cfg.checkpoints.keep >= 1),
+              ("checkpoints.every_epochs",
+               cfg.checkpoints.every_epochs is None or cfg.checkpoints.every_epochs >= 1),
+              ("checkpoints.every_steps",
+               cfg.checkpoints.every_steps is None or cfg.checkpoints.every_steps >= 1)]
     for key, ok in checks:
         if not ok:
-            raise ConfigError(f"{key}={getattr(cfg, key)!r} is out of range: see "
-                              "docs/configuration.md for its allowed values")
+            value = cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            raise ConfigError(f"{key}={value!r} is out of range: see docs/configuration.md for "
+                              "its allowed values")

@@ -156,6 +156,13 @@ class Precision:
     def optimizer_groups(self, groups: list[dict]) -> list[dict]:
         return groups
 
+    def state_module(self, model):
+        """The module whose parameters the optimizer steps (checkpoints and exports read it)."""
+        return model
+
+    def after_load(self, model) -> None:
+        """Called after a checkpoint was loaded into `state_module(model)`."""
+
     def attach(self, model, optimizer):
         return model, optimizer
 
@@ -235,7 +242,8 @@ class MasterWeightPrecision(Precision):
         self.dtype = dtype
         self.name = "naive_fp16" if dtype == torch.float16 else "pure_bf16"
         self.scaler = DynamicLossScaler(scaler) if scaler is not None else None
-        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.master = None                # fp32 copy of the model: the optimizer steps it
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (model param, master)
 
     def describe(self) -> str:
         if self.scaler is None:
@@ -251,18 +259,27 @@ class MasterWeightPrecision(Precision):
         return self.scaler.scale if self.scaler else None
 
     def prepare_model(self, model):
-        return model.to(self.dtype)
+        import copy
+        self.master = copy.deepcopy(model).float()   # same names, fp32: checkpoints use it
+        self._master_of = {id(p): m for p, m in zip(model.parameters(), self.master.parameters())}
+        return model.to(self.dtype)                   # Module.to keeps the Parameter objects
 
     def optimizer_groups(self, groups):
         out = []
         for group in groups:
-            masters = []
-            for p in group["params"]:
-                master = p.detach().clone().float().requires_grad_(True)
-                self.pairs.append((p, master))
-                masters.append(master)
+            masters = [self._master_of[id(p)] for p in group["params"]]
+            self.pairs.extend(zip(group["params"], masters))
             out.append({**group, "params": masters})
         return out
+
+    def state_module(self, model):
+        return self.master
+
+    @torch.no_grad()
+    def after_load(self, model) -> None:
+        from .optim.norms import local
+        for p, master in self.pairs:
+            local(p).copy_(local(master))
 
     def cast_input(self, x):
         return x.to(self.dtype) if x.is_floating_point() else x

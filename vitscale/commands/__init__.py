@@ -3,6 +3,6 @@
 A new subcommand is a new module here plus one line in COMMANDS.
 """
 
-from . import bench, models, train
+from . import bench, eval, models, report, tensorboard, train
 
-COMMANDS = [train, models, bench]
+COMMANDS = [train, eval, report, tensorboard, models, bench]

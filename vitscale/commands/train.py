@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a ViT from a config file")
@@ -14,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and derived values, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--reset", action="store_true",
+                   help="start over: move the run directory's old run aside instead of resuming")
     p.set_defaults(func=run)
 
 
@@ -35,13 +39,20 @@ def run(args) -> int:
     from ..config import load_config
     from ..plan import make_plan
     from ..train import Trainer, build_engine, default_run_dir
+    from ..train.rundir import check_resumable, has_checkpoint, reset_run_dir
 
     cfg = load_config(args.config, args.overrides)
     plan = make_plan(cfg)
     if args.dry_run:
         return dry_run(cfg, plan)
+    run_dir = Path(args.run_dir or default_run_dir(args.config))
+    if not args.reset and has_checkpoint(run_dir):
+        check_resumable(run_dir, cfg)
     engine = build_engine(cfg, data=args.data, device=args.device)  # validates data first
-    run_dir = args.run_dir or default_run_dir(args.config)
+    if args.reset:
+        moved = reset_run_dir(run_dir)
+        if moved:
+            print(f"--reset: the previous run in {run_dir} was moved to {moved}")
     plan = engine.plan
     print(f"vitscale {__version__}: {plan.model_name} ({engine.num_parameters / 1e6:.2f}M params) "
           f"on {engine.device}, {engine.precision.describe()}")

@@ -24,6 +24,9 @@ from torch import nn
 
 from ..config import Config
 from ..data import DeviceLoader, load_splits, resolve_data_root
+from ..data.validation import carve_validation
+from ..evaluate import evaluate_model
+from ..io import initialize_from
 from ..models import build_model, count_parameters
 from ..optim import build_optimizer, build_schedule, param_groups
 from ..parallel import parallelize
@@ -54,7 +57,7 @@ def pick_device(name: str | None = None) -> torch.device:
 class Engine:
     def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
                  train_loader: DeviceLoader | None = None, eval_loader: DeviceLoader | None = None,
-                 classes: list[str] | None = None):
+                 classes: list[str] | None = None, val_loader: DeviceLoader | None = None):
         self.cfg, self.plan, self.device = cfg, plan, device
         fp16 = cfg.fp16
         scaler = None if fp16 is None else ScalerSettings(
@@ -70,6 +73,7 @@ class Engine:
         self.model, self.optimizer = self.precision.attach(model, optimizer)
         self.scheduler = build_schedule(self.optimizer, cfg, plan)
         self.train_loader, self.eval_loader = train_loader, eval_loader
+        self.val_loader = val_loader
         self.classes = classes
         self.num_parameters = count_parameters(model)
 
@@ -102,27 +106,16 @@ class Engine:
             self.scheduler.step()
         return StepOutput(loss=loss_sum / len(labels), correct=correct, images=len(labels))
 
-    @torch.no_grad()
-    def evaluate(self, loader: DeviceLoader | None = None) -> dict:
-        """Loss and top-1/top-5 accuracy (in %) over the evaluation split."""
-        loader = loader or self.eval_loader
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        top1 = torch.zeros((), device=self.device, dtype=torch.int64)
-        top5 = torch.zeros((), device=self.device, dtype=torch.int64)
-        count = 0
-        for x, y in loader:
-            with self.precision.autocast():
-                logits = self.model(self.precision.cast_input(x))
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            k = min(5, logits.shape[-1])
-            hits = logits.topk(k, dim=-1).indices == y[:, None]
-            top1 += hits[:, 0].sum()
-            top5 += hits.any(dim=-1).sum()
-            count += len(y)
-        count = max(count, 1)
-        return {"loss": loss_sum.item() / count, "acc1": 100.0 * top1.item() / count,
-                "acc5": 100.0 * top5.item() / count, "images": count}
+    def eval_loaders(self) -> dict:
+        """The splits evaluated every EVAL_EVERY epochs: validation (if carved), then test."""
+        loaders = {"val": self.val_loader} if self.val_loader is not None else {}
+        return {**loaders, self.plan.dataset.eval_split: self.eval_loader}
+
+    def evaluate(self, loader: DeviceLoader | None = None, per_class: bool = False) -> dict:
+        """Loss and top-1/top-5 accuracy (in %) over `loader` (default: the test split)."""
+        return evaluate_model(self.model, loader or self.eval_loader, self.plan.model.num_classes,
+                              autocast=self.precision.autocast,
+                              cast_input=self.precision.cast_input, per_class=per_class)
 
 
 def build_engine(cfg: Config, data=None, device: str | torch.device | None = None, *,
@@ -130,11 +123,12 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
     """Everything a run needs, checked before any of it is built (bad input fails here)."""
     plan = make_plan(cfg, world_size=1)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    train_loader = eval_loader = classes = None
+    train_loader = eval_loader = val_loader = classes = None
     if with_data:  # read data before building anything big: a bad --data fails fast
         root = resolve_data_root(data, cfg.DATASET)
         train, evaluation = load_splits(cfg.DATASET, root)
         classes = train.classes
+        train, validation = carve_validation(train, cfg.VAL_SPLIT, cfg.SEED)
         plan = make_plan(cfg, world_size=1, train_size=len(train.labels))
         common = dict(device=device, mean=plan.dataset.mean, std=plan.dataset.std,
                       img_size=plan.model.img_size, seed=cfg.SEED)
@@ -144,6 +138,9 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
                                     limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
         eval_loader = DeviceLoader(evaluation.images, evaluation.labels, plan.eval_batch,
                                    train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
+        if validation is not None:
+            val_loader = DeviceLoader(validation.images, validation.labels, plan.eval_batch,
+                                      train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cudnn.deterministic = cfg.cudnn_deterministic
@@ -152,5 +149,8 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
         torch.backends.cudnn.allow_tf32 = cfg.tf32
     torch.manual_seed(cfg.SEED)
     model = build_model(plan.model, cfg.DROP_RATE, cfg.DROP_PATH_RATE).to(device)
+    if cfg.INIT_FROM:
+        for note in initialize_from(model, cfg.INIT_FROM):
+            print(f"INIT_FROM {cfg.INIT_FROM}: {note}")
     model = parallelize(model, cfg)
-    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes)
+    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes, val_loader)

@@ -1,6 +1,9 @@
 """Hooks: code the Trainer calls at named points of the loop.
 
-    on_run_start -> [on_epoch_start -> on_step_end* -> on_eval_end? -> on_epoch_end]* -> on_run_end
+    on_run_start -> [on_epoch_start -> on_step_end* -> on_eval_end* -> on_epoch_end]* -> on_run_end
+
+`on_interrupt(trainer, signum)` is called instead of the rest when SIGTERM/SIGINT stops a run
+(after the step in progress).
 
 Subclass Hook and override what you need. `trainer.state` holds the counters; on a step that
 closes a logging interval `trainer.log_record` holds the train metrics (else it is None), so
@@ -22,6 +25,7 @@ class Hook:
     def on_eval_end(self, trainer, record: dict) -> None: ...
     def on_epoch_end(self, trainer) -> None: ...
     def on_run_end(self, trainer, summary: dict) -> None: ...
+    def on_interrupt(self, trainer, signum: int) -> None: ...
 
 
 class ProgressBar(Hook):
@@ -69,6 +73,9 @@ class ConsoleLog(Hook):
 
     def on_run_end(self, trainer, summary: dict) -> None:
         where = f" -> {trainer.run_dir}" if trainer.run_dir else ""
-        print(f"done: best {summary['best_split']} acc1 {summary['best_acc1']:.2f}% "
-              f"(epoch {summary['best_epoch']}), final {summary['final_acc1']:.2f}%, "
-              f"{summary['wall_seconds']:.0f}s{where}", flush=True)
+        early = " (stopped early)" if summary["stopped_early"] else ""
+        final = summary["final_acc1"]
+        print(f"done{early}: best {summary['best_split']} {summary['best_metric']} "
+              f"{summary['best_value']:.4g} (epoch {summary['best_epoch']}), final "
+              f"{summary['final_split']} acc1 {final:.2f}%, {summary['wall_seconds']:.0f}s{where}"
+              if final is not None else f"done: no evaluation ran{where}", flush=True)

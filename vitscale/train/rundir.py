@@ -1,10 +1,18 @@
 """The run directory: everything a run leaves behind, readable without vitscale.
 
     runs/<name>/
-      config.py       the resolved config as a config file: `vitscale train` it to reproduce
-      config.json     the same, machine-readable, plus the derived plan
-      metrics.jsonl   one JSON object per logged train interval and per evaluation
-      summary.json    best and final accuracy, epochs, wall time, device, versions (at the end)
+      config.py        the resolved config as a config file: `vitscale train` it to reproduce
+      config.json      the same, machine-readable, plus the derived plan and environment
+      metrics.jsonl    one JSON object per logged train interval and per evaluation
+      checkpoints/     step-N/ folders (checkpoint.py): the run resumes from the newest
+      model_best.*     the best model on the selection split (safetensors + json)
+      model_final.*    the model at the end
+      tensorboard/     TensorBoard events
+      summary.json     best and final accuracy, epochs, wall time, device, versions (at the end)
+      report.html, report/   plots (at the end; `vitscale report` redraws them)
+
+Running the same command again resumes the run in its directory; `--reset` moves the old
+directory aside (`<name>.reset-<time>`) and starts over: nothing is deleted.
 """
 
 from __future__ import annotations
@@ -12,19 +20,51 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from .hooks import Hook
+
+# Keys that may change between a run and its resumption (they do not change what is trained).
+RESUMABLE_CHANGES = {"NUM_EPOCHS", "LOG_EVERY", "EVAL_EVERY", "EVAL_BATCH_SIZE",
+                     "LIMIT_EVAL_BATCHES", "EARLY_STOPPING_PATIENCE", "checkpoints",
+                     "tensorboard", "report", "compile", "cudnn_benchmark"}
 
 
 def default_run_dir(config_path: str | os.PathLike, root: str | os.PathLike = "runs") -> Path:
-    """runs/<config name>, or runs/<config name>-2, -3, ... if that one is taken."""
-    base = Path(root) / Path(config_path).stem
-    candidate, n = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return Path(root) / Path(config_path).stem
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    from .checkpoint import CheckpointManager
+    return bool(CheckpointManager(Path(run_dir) / "checkpoints").complete())
+
+
+def check_resumable(run_dir: Path, cfg) -> None:
+    """Refuse to resume a run whose saved config differs in what it trains."""
+    saved_path = Path(run_dir) / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())["config"]
+    now = cfg.to_dict()
+    changed = sorted(k for k in set(saved) | set(now)
+                     if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{run_dir} holds a run with {k}={saved.get(k)!r}, this config has "
+                          f"{k}={now.get(k)!r}: pass --reset to start over (the old run is "
+                          "kept aside) or --run-dir for a new directory")
+
+
+def reset_run_dir(run_dir: Path) -> Path | None:
+    """Move an existing run directory aside; returns where it went."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None
+    target = run_dir.with_name(f"{run_dir.name}.reset-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(run_dir, target)
+    return target
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -35,24 +75,42 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def _is_rank0() -> bool:
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 class RunFiles(Hook):
-    """Writes the run directory's files (created at run start, never before)."""
+    """Writes config.*, metrics.jsonl and summary.json (rank 0)."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.metrics = None
 
     def on_run_start(self, trainer) -> None:
+        if not _is_rank0():
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.py").write_text(trainer.cfg.to_python())
         write_json_atomic(self.run_dir / "config.json",
                           {"config": trainer.cfg.to_dict(), "plan": trainer.engine.plan.derived(),
                            "num_parameters": trainer.engine.num_parameters,
                            "environment": trainer.environment})
-        self.metrics = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            # Records after the checkpoint (all of them, without one) belong to the lost part
+            # of an interrupted run: they are written again as training repeats those steps.
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= trainer.state.step]
+            fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".metrics.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+        self.metrics = open(path, "a", buffering=1)
 
     def _write(self, record: dict) -> None:
-        self.metrics.write(json.dumps(record) + "\n")
+        if self.metrics is not None:
+            self.metrics.write(json.dumps(record) + "\n")
 
     def on_step_end(self, trainer, output) -> None:
         if trainer.log_record is not None:
@@ -61,6 +119,12 @@ class RunFiles(Hook):
     def on_eval_end(self, trainer, record: dict) -> None:
         self._write(record)
 
+    def on_interrupt(self, trainer, signum: int) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+
     def on_run_end(self, trainer, summary: dict) -> None:
+        if self.metrics is None:
+            return
         self.metrics.close()
         write_json_atomic(self.run_dir / "summary.json", summary)

@@ -4,33 +4,55 @@
     summary = trainer.fit()      # {'best_acc1': ..., 'final_acc1': ..., 'wall_seconds': ...}
 
 Each epoch: train (one Engine.train_step per optimizer step), evaluate every EVAL_EVERY
-epochs, and call the hooks (hooks.py) at the named points. Train metrics stay on the device
-between logging points, so the loop syncs with the device only every LOG_EVERY steps.
+epochs (the validation split, when there is one, then the test split), and call the hooks
+(hooks.py) at the named points. Train metrics stay on the device between logging points, so
+the loop syncs with the device only every LOG_EVERY steps.
+
+With a run directory the run is durable (checkpoint.py): it resumes from the directory's last
+checkpoint, saves every `checkpoints['every_epochs']` epochs / `['every_steps']` steps, and on
+SIGTERM or SIGINT (a SLURM preemption, Ctrl-C) saves at the next step boundary before exiting.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from .. import __version__
+from ..errors import VitscaleError
 from .engine import Engine, StepOutput
 from .hooks import ConsoleLog, Hook, ProgressBar
-from .rundir import RunFiles
+from .selection import Selection
+
+
+class Interrupted(VitscaleError):
+    """A signal stopped the run after its state was saved; the same command resumes it."""
+
+    def __init__(self, signum: int, checkpoint: str | None):
+        self.signum = signum
+        where = f"state saved in {checkpoint}; " if checkpoint else ""
+        super().__init__(f"stopped by {signal.Signals(signum).name}: {where}run the same "
+                         "command again to resume")
 
 
 @dataclass
 class TrainState:
-    epoch: int = 0          # 1-based number of the current epoch
-    step: int = 0           # optimizer steps taken so far
+    epoch: int = 0              # 1-based number of the epoch in progress (or last one run)
+    epochs_done: int = 0        # epochs finished, evaluation included
+    position: int = 0           # optimizer steps done in the epoch in progress
+    step: int = 0               # optimizer steps taken so far
     images_seen: int = 0
-    best_acc1: float = float("-inf")
-    best_epoch: int = 0
+    elapsed: float = 0.0        # wall seconds spent by earlier processes of this run
+    selection: dict = field(default_factory=dict)
     final_eval: dict | None = None
 
 
@@ -67,28 +89,57 @@ class Trainer:
                  console: bool = True):
         self.engine, self.cfg = engine, engine.cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        builtin: list[Hook] = [ProgressBar(progress)]
-        if console:
-            builtin.append(ConsoleLog())
-        if self.run_dir is not None:
-            builtin.append(RunFiles(self.run_dir))
-        self.hooks = builtin + list(hooks or [])
         self.state = TrainState()
+        self.selection = Selection(self.cfg.SELECTION_METRIC, self.cfg.EARLY_STOPPING_PATIENCE)
+        self.selection_split = "val" if engine.val_loader is not None else \
+            engine.plan.dataset.eval_split
         self.log_record: dict | None = None         # set on steps that close a log interval
         self.last_train_record: dict | None = None
+        self.improved = False                       # the last evaluation set a new best
+        self.should_stop = False                    # hooks set it to end the run early
+        self.resumed_from: str | None = None
         self.environment = describe_environment(engine.device)
+        self.hooks = self._builtin_hooks(progress, console) + list(hooks or [])
+        self._stop_signal: int | None = None
         self._start = 0.0
+
+    def _builtin_hooks(self, progress, console) -> list[Hook]:
+        hooks: list[Hook] = [ProgressBar(progress)]
+        if console:
+            hooks.append(ConsoleLog())
+        if self.run_dir is not None:
+            from .checkpoint_hook import CheckpointHook
+            from .exporter import ExportHook
+            from .rundir import RunFiles
+            hooks = [CheckpointHook(self.run_dir, self.cfg.checkpoints)] + hooks
+            hooks += [RunFiles(self.run_dir), ExportHook(self.run_dir)]
+            if self.cfg.tensorboard:
+                from .tensorboard import TensorBoardHook
+                hooks.append(TensorBoardHook(self.run_dir / "tensorboard"))
+            if self.cfg.report:
+                from ..report import ReportHook
+                hooks.append(ReportHook(self.run_dir))
+        return hooks
+
+    # ---- the loop -------------------------------------------------------------------------
 
     def fit(self) -> dict:
         self._start = time.perf_counter()
-        self._call("on_run_start")
-        for epoch in range(1, self.cfg.NUM_EPOCHS + 1):
-            self.state.epoch = epoch
-            self._call("on_epoch_start")
-            self.train_epoch()
-            if epoch % self.cfg.EVAL_EVERY == 0 or epoch == self.cfg.NUM_EPOCHS:
-                self.evaluate()
-            self._call("on_epoch_end")
+        with self._signals_caught():
+            self._call("on_run_start")  # may resume: restores engine and self.state
+            for epoch in range(self.state.epochs_done + 1, self.cfg.NUM_EPOCHS + 1):
+                self.state.epoch = epoch
+                self._call("on_epoch_start")
+                self.train_epoch()
+                if self._stop_signal is not None:
+                    self._call("on_interrupt", self._stop_signal)
+                    raise Interrupted(self._stop_signal, getattr(self, "last_checkpoint", None))
+                if epoch % self.cfg.EVAL_EVERY == 0 or epoch == self.cfg.NUM_EPOCHS:
+                    self.evaluate()
+                self.state.epochs_done, self.state.position = epoch, 0
+                self._call("on_epoch_end")
+                if self.should_stop or self.selection.should_stop:
+                    break
         summary = self.summary()
         self._call("on_run_end", summary)
         return summary
@@ -97,42 +148,98 @@ class Trainer:
         loader, meter = self.engine.train_loader, TrainMeter(self.engine.device)
         loader.set_epoch(self.state.epoch - 1)
         last = len(loader)
-        for i, (images, labels) in enumerate(loader, start=1):
+        for images, labels in skip_batches(loader, self.state.position):
             out = self.engine.train_step(images, labels)
             self.state.step += 1
+            self.state.position += 1
             self.state.images_seen += out.images
             meter.add(out)
             self.log_record = None
-            if self.state.step % self.cfg.LOG_EVERY == 0 or i == last:
+            if self.state.step % self.cfg.LOG_EVERY == 0 or self.state.position == last:
                 self.log_record = self.last_train_record = {
                     "split": "train", "epoch": self.state.epoch, "step": self.state.step,
                     **meter.flush(), "lr": self.engine.lr, "wall_s": self.wall_seconds}
             self._call("on_step_end", out)
+            if self._stop_requested():
+                return
         self.log_record = None
 
-    def evaluate(self) -> dict:
-        metrics = self.engine.evaluate()
-        record = {"split": self.engine.plan.dataset.eval_split, "epoch": self.state.epoch,
-                  "step": self.state.step, **metrics, "lr": self.engine.lr,
-                  "wall_s": self.wall_seconds}
-        if record["acc1"] > self.state.best_acc1:
-            self.state.best_acc1, self.state.best_epoch = record["acc1"], self.state.epoch
-        self.state.final_eval = record
-        self._call("on_eval_end", record)
-        return record
+    def evaluate(self) -> list[dict]:
+        records = []
+        for split, loader in self.engine.eval_loaders().items():
+            metrics = self.engine.evaluate(loader)
+            record = {"split": split, "epoch": self.state.epoch, "step": self.state.step,
+                      **metrics, "lr": self.engine.lr, "wall_s": self.wall_seconds}
+            if split == self.selection_split:
+                self.improved = self.selection.update(record)
+            if split == self.engine.plan.dataset.eval_split:
+                self.state.final_eval = record
+            records.append(record)
+            self._call("on_eval_end", record)
+        return records
+
+    # ---- signals: save and stop at a step boundary ----------------------------------------
+
+    def _signals_caught(self):
+        trainer = self
+
+        class _Catch:
+            def __enter__(self):
+                self.saved = {}
+                if threading.current_thread() is threading.main_thread():
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        self.saved[sig] = signal.signal(sig, self.handle)
+
+            def handle(self, signum, frame):
+                if trainer._stop_signal is not None and signum == signal.SIGINT:
+                    raise KeyboardInterrupt  # a second Ctrl-C stops at once
+                trainer._stop_signal = signum
+
+            def __exit__(self, *exc):
+                for sig, handler in self.saved.items():
+                    signal.signal(sig, handler)
+
+        return _Catch()
+
+    def _stop_requested(self) -> bool:
+        """True on every rank if any rank got a stop signal (ranks must stop at one step)."""
+        flag = self._stop_signal is not None
+        if dist.is_available() and dist.is_initialized():
+            t = torch.tensor([self._stop_signal or 0], device=self.engine.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            self._stop_signal = int(t.item()) or None
+            flag = self._stop_signal is not None
+        return flag
+
+    # ---- bookkeeping ------------------------------------------------------------------------
 
     @property
     def wall_seconds(self) -> float:
-        return time.perf_counter() - self._start
+        return self.state.elapsed + time.perf_counter() - self._start
+
+    def state_dict(self) -> dict:
+        self.state.selection = self.selection.state_dict()
+        return {**asdict(self.state), "elapsed": self.wall_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        known = TrainState.__dataclass_fields__
+        self.state = TrainState(**{k: v for k, v in state.items() if k in known})
+        if self.state.selection:
+            self.selection.load_state_dict(self.state.selection)
+        self._start = time.perf_counter()
 
     def summary(self) -> dict:
         final = self.state.final_eval or {}
         return {
-            "best_acc1": self.state.best_acc1, "best_epoch": self.state.best_epoch,
-            "best_split": self.engine.plan.dataset.eval_split,
+            "best_metric": self.selection.metric, "best_split": self.selection_split,
+            "best_value": self.selection.best, "best_epoch": self.selection.best_epoch,
+            "best_acc1": self.selection.best if self.selection.metric == "acc1" else None,
             "final_acc1": final.get("acc1"), "final_acc5": final.get("acc5"),
-            "final_loss": final.get("loss"), "epochs": self.state.epoch,
-            "steps": self.state.step, "images_seen": self.state.images_seen,
+            "final_loss": final.get("loss"), "final_split": final.get("split"),
+            "epochs": self.state.epochs_done, "steps": self.state.step,
+            "images_seen": self.state.images_seen,
+            "stopped_early": self.selection.should_stop or self.should_stop,
+            "resumed_from": self.resumed_from,
             "wall_seconds": self.wall_seconds, "model": self.engine.plan.model_name,
             "num_parameters": self.engine.num_parameters, **self.environment,
         }
@@ -140,6 +247,15 @@ class Trainer:
     def _call(self, point: str, *args) -> None:
         for hook in self.hooks:
             getattr(hook, point)(self, *args)
+
+
+def skip_batches(loader, position: int):
+    """Iterate `loader` from batch `position` on (resume in the middle of an epoch)."""
+    if position and hasattr(loader, "load_state_dict"):
+        loader.load_state_dict({**loader.state_dict(), "position": position})
+        return iter(loader)
+    # Deterministic loaders replay the skipped batches' random draws, so the rest is exact.
+    return itertools.islice(iter(loader), position, None)
 
 
 def describe_environment(device: torch.device) -> dict:

@@ -1,0 +1,163 @@
+"""Checkpoints: everything needed to continue a run exactly, written so that none is ever lost.
+
+    runs/<name>/checkpoints/step-00001950/
+        .metadata, __*_*.distcp   model and optimizer, sharded as they live in training
+                                  (torch.distributed.checkpoint: each rank writes its shards)
+        rank-00000.pt ...         each rank's RNG states (tensors only; weights_only loading)
+        trainer.json              epoch, step, data position, best metric, early-stopping
+                                  counters, LR schedule and loss-scaler state, layout
+        COMPLETE                  written last: the size of every file above
+
+A checkpoint is written into `step-N.partial/` and renamed to `step-N/` by rank 0 once every
+rank has finished: a crash mid-write leaves only a `.partial` folder, which is ignored and
+removed later. The last `keep` checkpoints are kept. On resume the newest checkpoint whose
+files match its COMPLETE manifest is loaded; if one fails to load (truncated, corrupt) the
+previous one is used, with a warning.
+
+Loading goes through torch.distributed.checkpoint.state_dict, which reshards: a checkpoint
+written by 2 FSDP ranks loads on 1 process or on 4, and DDP and FSDP checkpoints load into
+each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,
+                                                     set_state_dict)
+
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def _dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _dist() else 0
+
+
+def _barrier() -> None:
+    if _dist():
+        dist.barrier()
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+class CheckpointManager:
+    def __init__(self, directory: str | os.PathLike, keep: int = 2):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    # ---- finding ----------------------------------------------------------------------------
+
+    def complete(self) -> list[Path]:
+        """Checkpoints whose COMPLETE manifest matches the files on disk, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        found = sorted(p for p in self.directory.iterdir() if _NAME.match(p.name))
+        return [p for p in found if self._intact(p)]
+
+    @staticmethod
+    def _intact(path: Path) -> bool:
+        try:
+            manifest = json.loads((path / "COMPLETE").read_text())
+            return all((path / name).stat().st_size == size
+                       for name, size in manifest["files"].items())
+        except (OSError, ValueError, KeyError):
+            return False
+
+    # ---- saving -----------------------------------------------------------------------------
+
+    def save(self, engine, trainer_state: dict) -> Path:
+        """Collective: every rank calls it at the same step."""
+        step = trainer_state["step"]
+        final = self.directory / f"step-{step:08d}"
+        partial = final.with_name(final.name + ".partial")
+        if _rank() == 0:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+        _barrier()
+        module = engine.precision.state_module(engine.model)
+        model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(partial),
+                 no_dist=not _dist())
+        torch.save(_rng_state(), partial / f"rank-{_rank():05d}.pt")
+        _barrier()
+        if _rank() == 0:
+            extra = {**trainer_state, "scheduler": engine.scheduler.state_dict(),
+                     "precision": engine.precision.state_dict()}
+            (partial / "trainer.json").write_text(json.dumps(extra, indent=2) + "\n")
+            files = {p.name: p.stat().st_size for p in partial.iterdir() if p.is_file()}
+            (partial / "COMPLETE").write_text(json.dumps({"step": step, "files": files}))
+            shutil.rmtree(final, ignore_errors=True)  # a stale copy of the same step
+            os.replace(partial, final)
+            self._prune()
+        _barrier()
+        return final
+
+    def _prune(self) -> None:
+        for p in self.directory.iterdir():
+            if p.name.endswith(".partial"):
+                shutil.rmtree(p, ignore_errors=True)
+        for old in self.complete()[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ---- loading ----------------------------------------------------------------------------
+
+    def load_latest(self, engine) -> dict | None:
+        """Load the newest loadable checkpoint into `engine`; its trainer state, or None."""
+        candidates = self.complete()
+        if self.directory.is_dir():
+            newest = max((p for p in self.directory.iterdir() if _NAME.match(p.name)),
+                         default=None)
+            if newest is not None and newest not in candidates and _rank() == 0:
+                warnings.warn(f"checkpoint {newest} is incomplete or damaged (its files do "
+                              "not match its COMPLETE manifest); using the previous one",
+                              stacklevel=2)
+        for path in reversed(candidates):
+            try:
+                return self.load(path, engine)
+            except (Exception, CheckpointException) as e:  # truncated or corrupt: fall back
+                warnings.warn(f"checkpoint {path} could not be loaded ({type(e).__name__}: "
+                              f"{e}); trying the previous one", stacklevel=2)
+        return None
+
+    def load(self, path: Path, engine) -> dict:
+        module = engine.precision.state_module(engine.model)
+        model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
+        set_state_dict(module, engine.optimizer, model_state_dict=state["model"],
+                       optim_state_dict=state["optim"], options=StateDictOptions(strict=True))
+        engine.precision.after_load(engine.model)
+        extra = json.loads((path / "trainer.json").read_text())
+        engine.scheduler.load_state_dict(extra.pop("scheduler"))
+        engine.precision.load_state_dict(extra.pop("precision"))
+        rng = path / f"rank-{_rank():05d}.pt"
+        if rng.is_file():  # absent when resuming on more ranks than were saved
+            _set_rng_state(torch.load(rng, weights_only=True))
+        extra["checkpoint"] = str(path)
+        return extra

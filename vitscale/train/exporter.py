@@ -1,0 +1,49 @@
+"""Exports the best model (on the selection split) and the final model as safetensors files.
+
+    <run>/model_best.safetensors + model_best.json     rewritten at each new best evaluation
+    <run>/model_final.safetensors + model_final.json   at the end of the run
+
+The weights are gathered into one fp32 state dict whatever the layout (a collective under
+FSDP: every rank takes part, rank 0 writes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+from ..io import export_model
+from .hooks import Hook
+
+
+def full_state_dict(engine) -> dict:
+    module = engine.precision.state_module(engine.model)
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True,
+                                                                 cpu_offload=True))
+
+
+class ExportHook(Hook):
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_eval_end(self, trainer, record: dict) -> None:
+        if record["split"] == trainer.selection_split and trainer.improved:
+            self.export(trainer, "model_best", record)
+
+    def on_run_end(self, trainer, summary: dict) -> None:
+        self.export(trainer, "model_final", trainer.state.final_eval or {})
+
+    def export(self, trainer, name: str, record: dict) -> None:
+        state = full_state_dict(trainer.engine)
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return
+        engine = trainer.engine
+        export_model(state, engine.plan.model, self.run_dir / name,
+                     classes=engine.classes, dataset=engine.plan.dataset.name,
+                     mean=list(engine.plan.dataset.mean), std=list(engine.plan.dataset.std),
+                     epoch=record.get("epoch"), step=record.get("step"),
+                     metrics={k: record[k] for k in ("split", "loss", "acc1", "acc5")
+                              if k in record},
+                     config={"VAL_SPLIT": trainer.cfg.VAL_SPLIT, "SEED": trainer.cfg.SEED})
