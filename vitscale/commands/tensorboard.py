@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import subprocess
+    import os
 
     from ..errors import VitscaleError
 
@@ -24,5 +24,6 @@ def run(args) -> int:
         raise VitscaleError(f"{logdir} does not exist: pass a run directory trained with "
                             "tensorboard = True (the default)")
     print(f"TensorBoard for {args.run_dir}: http://{args.host}:{args.port}/", flush=True)
-    return subprocess.call([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-                            "--host", args.host, "--port", str(args.port)])
+    # Become the TensorBoard process, so that Ctrl-C and kill reach the server itself.
+    os.execv(sys.executable, [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                              "--host", args.host, "--port", str(args.port)])
