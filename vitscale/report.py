@@ -16,6 +16,7 @@ import html
 import json
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import VitscaleError
 from .train.hooks import Hook
 
@@ -112,9 +113,7 @@ def _write_html(run_dir: Path, splits: dict) -> Path:
             f"th{{text-align:left;padding-right:1em}}img{{max-width:100%;margin:0.5em 0}}"
             f"</style></head><body><h1>{html.escape(run_dir.name)}</h1><table>{table}</table>"
             f"{images}</body></html>\n")
-    path = run_dir / "report.html"
-    path.write_text(page)
-    return path
+    return atomic_write_text(run_dir / "report.html", page)
 
 
 class ReportHook(Hook):

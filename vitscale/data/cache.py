@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..atomic import atomic_write
 
 
 def cache_dir() -> Path:
@@ -42,9 +43,6 @@ def save(name: str, payload: dict) -> None:
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, directory / name)
+        atomic_write(directory / name, lambda tmp: torch.save(payload, tmp))
     except OSError:
         return  # a read-only or full cache folder costs speed, not correctness

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write, atomic_write_json
 from ..errors import VitscaleError
 from ..models import ViTSize, VisionTransformer
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def export_model(state_dict: dict[str, torch.Tensor], size: ViTSize, path: str | os.PathLike,
@@ -42,10 +31,8 @@ def export_model(state_dict: dict[str, torch.Tensor], size: ViTSize, path: str |
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    info = {"model": asdict(size), **meta}
-    _atomic_write(path.with_suffix(".json"),
-                  lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write_json(path.with_suffix(".json"), {"model": asdict(size), **meta})
     return path
 
 

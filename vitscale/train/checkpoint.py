@@ -21,6 +21,7 @@ each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -50,6 +51,14 @@ def _rank() -> int:
 def _barrier() -> None:
     if _dist():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def _quiet_single_process():
+    """DCP warns that it runs in a single process even when told so: that is intended here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def _rng_state() -> dict:
@@ -102,8 +111,9 @@ class CheckpointManager:
         _barrier()
         module = engine.precision.state_module(engine.model)
         model_sd, optim_sd = get_state_dict(module, engine.optimizer)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(partial),
-                 no_dist=not _dist())
+        with _quiet_single_process():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(partial),
+                     no_dist=not _dist())
         torch.save(_rng_state(), partial / f"rank-{_rank():05d}.pt")
         _barrier()
         if _rank() == 0:
@@ -149,7 +159,8 @@ class CheckpointManager:
         module = engine.precision.state_module(engine.model)
         model_sd, optim_sd = get_state_dict(module, engine.optimizer)
         state = {"model": model_sd, "optim": optim_sd}
-        dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
+        with _quiet_single_process():
+            dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
         set_state_dict(module, engine.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optim"], options=StateDictOptions(strict=True))
         engine.precision.after_load(engine.model)

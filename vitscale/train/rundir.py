@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from .hooks import Hook
 
@@ -67,14 +67,6 @@ def reset_run_dir(run_dir: Path) -> Path | None:
     return target
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _is_rank0() -> bool:
     import torch.distributed as dist
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
@@ -92,7 +84,7 @@ class RunFiles(Hook):
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.py").write_text(trainer.cfg.to_python())
-        write_json_atomic(self.run_dir / "config.json",
+        atomic_write_json(self.run_dir / "config.json",
                           {"config": trainer.cfg.to_dict(), "plan": trainer.engine.plan.derived(),
                            "num_parameters": trainer.engine.num_parameters,
                            "environment": trainer.environment})
@@ -102,10 +94,7 @@ class RunFiles(Hook):
             # of an interrupted run: they are written again as training repeats those steps.
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= trainer.state.step]
-            fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".metrics.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.metrics = open(path, "a", buffering=1)
 
     def _write(self, record: dict) -> None:
@@ -127,4 +116,4 @@ class RunFiles(Hook):
         if self.metrics is None:
             return
         self.metrics.close()
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        atomic_write_json(self.run_dir / "summary.json", summary)
