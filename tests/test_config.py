@@ -124,7 +124,7 @@ def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
     ({"BATCH_SIZE": 8, "OPTIMIZER": "adam"}, "did you mean 'adamw'"),
     ({"BATCH_SIZE": 8, "fp16": {"mode": AMP_TYPE.APEX}}, "needs NVIDIA apex"),
     ({"BATCH_SIZE": 8, "parallel": {"tensor": {"mode": "2d", "size": 4}}},
-     "does not provide yet"),
+     "world size 1 is not divisible by pipeline x tensor = 1 x 4"),
     ({"BATCH_SIZE": 8, "parallel": {"tensor": {"size": 2}}}, "needs a mode"),
     ({"BATCH_SIZE": 8, "TENSOR_PARALLEL_SIZE": 2}, "TENSOR_PARALLEL_SIZE=2 differs"),
     ({"BATCH_SIZE": 8, "SEQ_LENGTH": 50}, "SEQ_LENGTH=50 does not match"),
@@ -159,3 +159,30 @@ def test_derived_values_for_the_shipped_configs():
     assert lite.model_name == "vit_lite_7_4" and lite.global_batch == 512
     assert lite.steps_per_epoch == 50_000 // 512 and lite.precision == "bf16"
     assert lite.warmup_steps == 40 * lite.steps_per_epoch
+
+
+@pytest.mark.parametrize("world, parallel, message", [
+    (4, {"tensor": {"mode": "2d", "size": 3}}, "'2d' needs a square size"),
+    (8, {"tensor": {"mode": "2.5d", "size": 8, "depth": 3}}, "'2.5d' needs size = depth x q^2"),
+    (4, {"tensor": {"mode": "3d", "size": 4}}, "'3d' needs a cube size"),
+    (8, {"tensor": {"mode": "1d", "size": 8}}, "NUM_HEADS=4, HIDDEN_SIZE=256"),
+    (8, {"pipeline": 8}, "DEPTH=7 blocks"),
+    (6, {"pipeline": 4}, "world size 6 is not divisible by pipeline x tensor = 4 x 1"),
+    (4, {"tensor": {"mode": "2d", "size": 4}}, "does not provide yet"),
+    (8, {"tensor": {"mode": "2.5d", "size": 8, "depth": 2}}, "does not provide yet"),
+])
+def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
+    cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "parallel": parallel})
+    with pytest.raises(ConfigError) as info:
+        make_plan(cfg, world_size=world)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_data_parallel_size_is_derived_and_ranks_are_laid_out_like_colossal_ai():
+    plan = make_plan(config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4"}), world_size=4)
+    dims = plan.dims
+    assert (dims.data, dims.pipeline, dims.tensor) == (4, 1, 1) and plan.global_batch == 32
+    from vitscale.distributed.mesh import ParallelDims
+    d = ParallelDims(world=16, pipeline=2, tensor=4, data=2)
+    # rank = data_rank * (P * T) + pipeline_rank * T + tensor_rank
+    assert d.coordinates(13) == (1, 1, 1) and d.coordinates(6) == (0, 1, 2)

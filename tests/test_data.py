@@ -99,9 +99,9 @@ def test_offline_download_says_how_to_point_at_local_data(tmp_path, monkeypatch)
 
 def test_random_crop_equals_per_image_pad_and_slice():
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    out = augment.random_crop(images, 4, g1)
-    offsets = torch.randint(0, 9, (2, 16), generator=g2)
+    offsets = augment.draw_crop_offsets(16, 4, torch.Generator().manual_seed(3))
+    assert offsets.min() >= 0 and offsets.max() <= 8
+    out = augment.random_crop(images, 4, offsets)
     padded = F.pad(images, (4, 4, 4, 4))
     for i in range(16):
         dy, dx = offsets[:, i].tolist()
@@ -111,7 +111,7 @@ def test_random_crop_equals_per_image_pad_and_slice():
 
 def test_random_hflip_flips_about_half_exactly():
     images = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8)
-    out = augment.random_hflip(images, torch.Generator().manual_seed(0))
+    out = augment.random_hflip(images, augment.draw_flips(200, torch.Generator().manual_seed(0)))
     flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images)]
     kept = [torch.equal(o, i) for o, i in zip(out, images)]
     assert all(f or k for f, k in zip(flipped, kept))
@@ -132,10 +132,33 @@ def test_loader_order_depends_on_seed_and_epoch_and_shards_are_disjoint():
     assert a == epoch_labels(loader(train=True, seed=1), 0)
     assert a != epoch_labels(loader(train=True, seed=1), 1)
     assert a != epoch_labels(loader(train=True, seed=2), 0)
-    shards = [epoch_labels(loader(train=True, seed=1, rank=r, world_size=2), 0) for r in range(2)]
+    shards = [epoch_labels(loader(train=True, seed=1, rank=r, world_size=2, batch=8), 0)
+              for r in range(2)]
     assert not set(shards[0]) & set(shards[1]) and len(shards[0]) == len(shards[1]) == 48
+    # Two ranks of 8 read exactly the global batches of 16 that one process reads.
+    whole = epoch_labels(loader(train=True, seed=1, batch=16), 0)
+    for step in range(6):
+        both = sorted(shards[0][step * 8:(step + 1) * 8] + shards[1][step * 8:(step + 1) * 8])
+        assert both == sorted(whole[step * 16:(step + 1) * 16])
     # Evaluation keeps every sample, in order, with the last partial batch.
     assert epoch_labels(loader(train=False), 0) == list(range(100))
+
+
+def test_augmentation_of_a_sample_does_not_depend_on_world_size_or_resumption():
+    def batches(world, rank, start=0):
+        l = loader(train=True, seed=5, batch=16 // world, world_size=world, rank=rank,
+                   crop_padding=1, hflip=True)
+        l.set_epoch(2)
+        l.load_state_dict({"epoch": 2, "position": start})
+        return list(l)
+    one = batches(1, 0)
+    two = [batches(2, r) for r in range(2)]
+    for step in range(len(one)):
+        merged = torch.cat([two[0][step][0], two[1][step][0]])
+        assert torch.equal(merged, one[step][0])
+    resumed = batches(1, 0, start=3)
+    assert len(resumed) == len(one) - 3
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(resumed, one[3:]))
 
 
 def test_loader_normalises_and_keeps_labels_with_their_images():

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + e.signum
     except VitscaleError as e:
         print(f"vitscale: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("vitscale: interrupted", file=sys.stderr)
         return 130

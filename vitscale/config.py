@@ -67,6 +67,14 @@ class Fp16Config:
 
 
 @dataclass
+class ZeroConfig:
+    """`zero = dict(stage=1|2|3)`: shard optimizer state (1), also gradients (2), also
+    parameters between uses (3) across data-parallel ranks (see parallel/data.py)."""
+
+    stage: Literal[1, 2, 3] = 2
+
+
+@dataclass
 class CheckpointConfig:
     """`checkpoints = dict(every_epochs=1, every_steps=None, keep=2)` (see train/checkpoint.py)."""
 
@@ -151,6 +159,8 @@ class Config:
     tf32: bool = True                       # fp32 matmuls on tensor cores (Ampere and newer)
     cudnn_benchmark: bool = True
     cudnn_deterministic: bool = False
+    zero: Optional[ZeroConfig] = None       # None: DDP (the seeds' "vanilla" data parallel)
+    dist_timeout: float = 300.0             # seconds any rank waits for another before failing
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     tensorboard: bool = True                # TensorBoard events in <run>/tensorboard
     report: bool = True                     # PNG plots + report.html in <run> at the end

@@ -8,6 +8,8 @@ wrong launch environment never shows a traceback and never leaves a half-written
 class VitscaleError(Exception):
     """Base class: a problem in the user's input, reported as one line."""
 
+    exit_code = 2
+
 
 class ConfigError(VitscaleError):
     """The config file, an override or a combination of keys is invalid."""
@@ -15,3 +17,9 @@ class ConfigError(VitscaleError):
 
 class DataError(VitscaleError):
     """The dataset is missing, in the wrong layout or unreadable."""
+
+
+class RankFailure(VitscaleError):
+    """A rank of a distributed run failed, died or hung; the message names it."""
+
+    exit_code = 1

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from .config import Config, suggest
 from .data.datasets import DATASETS, DatasetInfo
+from .distributed.mesh import ParallelDims
 from .errors import ConfigError
 from .models import VARIANTS, ViTSize, get_variant, with_overrides
 from .optim.schedules import scaled_lr
@@ -38,10 +39,7 @@ class Plan:
     model: ViTSize
     model_name: str
     dataset: DatasetInfo
-    world_size: int
-    pipeline_size: int
-    tensor_size: int
-    data_parallel_size: int
+    dims: ParallelDims
     per_device_batch: int
     accumulation: int
     global_batch: int
@@ -56,9 +54,7 @@ class Plan:
         """The derived values printed at start and by --dry-run."""
         return {
             "model": self.model_name, "dataset": self.dataset.name,
-            "world_size": self.world_size,
-            "layout": f"pipeline {self.pipeline_size} x tensor {self.tensor_size} x data "
-                      f"{self.data_parallel_size}",
+            "world_size": self.dims.world, "layout": self.dims.describe(),
             "global_batch": self.global_batch, "per_device_batch": self.per_device_batch,
             "accumulation_steps": self.accumulation, "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
@@ -78,9 +74,8 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
     dataset = DATASETS[cfg.DATASET]
     train_size = train_size or dataset.train_size - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
-    pp, tp = cfg.parallel.pipeline, cfg.parallel.tensor.size
-    _check_parallel(cfg, world_size)
-    dp = world_size // (pp * tp)
+    dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth)
+    dp = dims.data
     per_device, accum, global_batch = _batch_sizes(cfg, dp)
     steps = train_size // dp // (per_device * accum)
     if steps == 0:
@@ -97,11 +92,17 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
     if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
             not isinstance(m, (int, float)) or m < 0 for m in cfg.LR_MILESTONES):
         raise ConfigError(f"LR_MILESTONES={cfg.LR_MILESTONES!r} must be increasing epoch numbers")
+    if cfg.zero is not None and cfg.zero.stage >= 2 and precision in ("fp16", "naive_fp16",
+                                                                        "apex"):
+        raise ConfigError(f"zero stage {cfg.zero.stage} (FSDP2) runs precision 'fp32', 'bf16' or "
+                          f"'pure_bf16', not {precision!r}: use precision = 'bf16', or zero "
+                          "stage 1 / no zero for fp16")
+    if cfg.dist_timeout <= 0:
+        raise ConfigError(f"dist_timeout={cfg.dist_timeout} must be a positive number of seconds")
     peak_lr = scaled_lr(cfg.LEARNING_RATE, global_batch, cfg.LR_REFERENCE_BATCH, cfg.LR_SCALING)
     if cfg.MIN_LR > peak_lr:
         raise ConfigError(f"MIN_LR={cfg.MIN_LR} exceeds the peak LR {peak_lr:g}: lower MIN_LR")
-    return Plan(model=size, model_name=name, dataset=dataset, world_size=world_size,
-                pipeline_size=pp, tensor_size=tp, data_parallel_size=dp,
+    return Plan(model=size, model_name=name, dataset=dataset, dims=dims,
                 per_device_batch=per_device, accumulation=accum, global_batch=global_batch,
                 eval_batch=cfg.EVAL_BATCH_SIZE or 2 * per_device, steps_per_epoch=steps,
                 total_steps=steps * cfg.NUM_EPOCHS, warmup_steps=warmup,
@@ -164,25 +165,6 @@ def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
         raise ConfigError(f"SEQ_LENGTH={cfg.SEQ_LENGTH} does not match the model's "
                           f"(IMG_SIZE // PATCH_SIZE)**2 + 1 = {size.seq_length}: fix or remove it")
     return size, name
-
-
-def _check_parallel(cfg: Config, world_size: int) -> None:
-    pp, tensor = cfg.parallel.pipeline, cfg.parallel.tensor
-    if pp < 1 or tensor.size < 1:
-        raise ConfigError("parallel.pipeline and parallel.tensor.size must be at least 1")
-    if tensor.mode is None and tensor.size != 1:
-        raise ConfigError(f"parallel.tensor.size={tensor.size} needs a mode: set "
-                          "parallel['tensor']['mode'] to '1d', '2d', '2.5d' or '3d', or size=1")
-    if cfg.TENSOR_PARALLEL_SIZE is not None and cfg.TENSOR_PARALLEL_SIZE != tensor.size:
-        raise ConfigError(f"TENSOR_PARALLEL_SIZE={cfg.TENSOR_PARALLEL_SIZE} differs from "
-                          f"parallel.tensor.size={tensor.size}: make them agree")
-    if pp > 1 or tensor.size > 1:
-        raise ConfigError(f"parallel = dict(pipeline={pp}, tensor=dict(size={tensor.size})) asks "
-                          "for pipeline or tensor parallelism, which this version of vitscale "
-                          "does not provide yet: use pipeline=1 and tensor size 1")
-    if world_size % (pp * tensor.size):
-        raise ConfigError(f"world size {world_size} is not divisible by pipeline x tensor = "
-                          f"{pp * tensor.size}: launch a multiple of {pp * tensor.size} processes")
 
 
 def _batch_sizes(cfg: Config, dp: int) -> tuple[int, int, int]:

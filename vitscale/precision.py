@@ -360,10 +360,25 @@ class ApexPrecision(Precision):
         return True
 
 
-def build_precision(name: str, device: torch.device,
-                    scaler: ScalerSettings | None = None) -> Precision:
-    """The Precision object for mode `name` (see the table above)."""
+class ShardedPrecision(Precision):
+    """bf16 / pure_bf16 under FSDP2: its MixedPrecisionPolicy casts parameters to bf16 for
+    compute and reduces gradients in fp32; the sharded fp32 parameters are the masters."""
+
+    def __init__(self, device: torch.device, name: str):
+        super().__init__(device)
+        self.name = name
+
+    def describe(self) -> str:
+        return (f"{self.name} through FSDP2: bf16 compute, fp32 sharded master weights, "
+                "fp32 gradient reduce-scatter")
+
+
+def build_precision(name: str, device: torch.device, scaler: ScalerSettings | None = None,
+                    sharded: bool = False) -> Precision:
+    """The Precision object for mode `name` (see the table above); `sharded`: under FSDP2."""
     scaler = scaler or ScalerSettings()
+    if sharded and name != "fp32":
+        return ShardedPrecision(device, name)
     if name == "fp32":
         return Precision(device)
     if name == "fp16":

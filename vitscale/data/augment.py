@@ -2,6 +2,10 @@
 
 The idea is airbench's (Keller Jordan, 2024): keep uint8 images on the device and augment whole
 batches there, instead of transforming one PIL image at a time in worker processes.
+
+Random draws are separate from the image work: a loader draws them for the whole global batch
+(every data-parallel rank draws the same numbers) and each rank applies its slice, so a sample
+gets the same augmentation whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -10,16 +14,26 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+def draw_crop_offsets(n: int, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """(2, n) offsets (dy, dx) in [0, 2*padding] for random_crop."""
+    return torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+
+
+def draw_flips(n: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """(n,) booleans: which images random_hflip mirrors."""
+    return torch.rand(n, generator=generator) < p
+
+
+def random_crop(images: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
     """torchvision's RandomCrop(size, padding) with zero fill, for a whole (B, C, H, W) batch.
 
-    Each image gets its own offset (dy, dx) in [0, 2*padding]; the crop is one gather.
+    Image b is padded and cropped at offsets[:, b]; the crop is one gather.
     """
     if padding <= 0:
         return images
     B, C, H, W = images.shape
+    offsets = offsets.to(images.device)
     padded = F.pad(images, (padding,) * 4)                                   # (B, C, H+2p, W+2p)
-    offsets = torch.randint(0, 2 * padding + 1, (2, B), generator=generator).to(images.device)
     rows = offsets[0, :, None] + torch.arange(H, device=images.device)       # (B, H)
     cols = offsets[1, :, None] + torch.arange(W, device=images.device)       # (B, W)
     batch = torch.arange(B, device=images.device)[:, None, None]
@@ -27,9 +41,9 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    flip = (torch.rand(images.shape[0], generator=generator) < p).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+def random_hflip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    flips = flips.to(images.device)
+    return torch.where(flips[:, None, None, None], images.flip(-1), images)
 
 
 def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,

@@ -33,21 +33,41 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": rest, "weight_decay": 0.0, "adapt": False}]
 
 
-def build_optimizer(groups: list[dict], cfg, lr: float, device: torch.device):
-    """The configured optimizer over `groups` (from param_groups, possibly fp32 masters)."""
+def optimizer_class(cfg, device: torch.device) -> tuple[type, dict]:
+    """(torch.optim.Optimizer subclass, its keyword arguments) for cfg.OPTIMIZER."""
     name = cfg.OPTIMIZER
     if name == "adamw":
         # The fused kernel does the whole update in one launch per dtype on CUDA.
-        return torch.optim.AdamW(groups, lr=lr, betas=cfg.BETAS, eps=cfg.EPS or 1e-8,
-                                 fused=device.type == "cuda")
+        return torch.optim.AdamW, dict(betas=cfg.BETAS, eps=cfg.EPS or 1e-8,
+                                       fused=device.type == "cuda")
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.MOMENTUM, nesterov=cfg.NESTEROV)
+        return torch.optim.SGD, dict(momentum=cfg.MOMENTUM, nesterov=cfg.NESTEROV)
     if name == "lamb":
-        return Lamb(groups, lr=lr, betas=cfg.BETAS, eps=cfg.EPS or 1e-6,
-                    bias_correction=cfg.LAMB_BIAS_CORRECTION)
+        return Lamb, dict(betas=cfg.BETAS, eps=cfg.EPS or 1e-6,
+                          bias_correction=cfg.LAMB_BIAS_CORRECTION)
     if name == "lars":
-        return Lars(groups, lr=lr, momentum=cfg.MOMENTUM, eta=cfg.LARS_ETA, eps=cfg.EPS or 0.0)
+        return Lars, dict(momentum=cfg.MOMENTUM, eta=cfg.LARS_ETA, eps=cfg.EPS or 0.0)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def build_optimizer(groups: list[dict], cfg, lr: float, device: torch.device, zero_mesh=None):
+    """The configured optimizer over `groups` (from param_groups, possibly fp32 masters).
+
+    With `zero_mesh` (ZeRO stage 1) each data-parallel rank keeps and updates only its 1/N
+    of the optimizer state (torch's ZeroRedundancyOptimizer), then broadcasts its parameters.
+    """
+    cls, kwargs = optimizer_class(cfg, device)
+    if zero_mesh is None:
+        return cls(groups, lr=lr, **kwargs)
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    first, *rest = groups
+    opt = ZeroRedundancyOptimizer(first["params"], optimizer_class=cls,
+                                  process_group=zero_mesh["dp"].get_group(), lr=lr,
+                                  weight_decay=first["weight_decay"], **kwargs)
+    opt.param_groups[0].update({k: v for k, v in first.items() if k != "params"})
+    for group in rest:
+        opt.add_param_group(group)
+    return opt
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, cfg, plan):

@@ -34,8 +34,11 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,
-                                                     set_state_dict)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict, set_state_dict)
+
+from ..errors import VitscaleError
 
 _NAME = re.compile(r"^step-(\d{8})$")
 
@@ -106,14 +109,21 @@ class CheckpointManager:
         final = self.directory / f"step-{step:08d}"
         partial = final.with_name(final.name + ".partial")
         if _rank() == 0:
-            self.directory.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
         _barrier()
         module = engine.precision.state_module(engine.model)
-        model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+        if _is_zero(engine.optimizer):  # ZeRO-1: gather the optimizer state on rank 0
+            engine.optimizer.consolidate_state_dict(to=0)
+            state = {"model": get_model_state_dict(module)}
+            if _rank() == 0:
+                torch.save(_zero_to_fqn(engine.optimizer.state_dict(), engine.optimizer, module),
+                           partial / "optimizer_full.pt")
+        else:
+            model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+            state = {"model": model_sd, "optim": optim_sd}
         with _quiet_single_process():
-            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(partial),
-                     no_dist=not _dist())
+            dcp.save(state, checkpoint_id=str(partial), no_dist=not _dist())
         torch.save(_rng_state(), partial / f"rank-{_rank():05d}.pt")
         _barrier()
         if _rank() == 0:
@@ -147,22 +157,32 @@ class CheckpointManager:
                 warnings.warn(f"checkpoint {newest} is incomplete or damaged (its files do "
                               "not match its COMPLETE manifest); using the previous one",
                               stacklevel=2)
+        error = None
         for path in reversed(candidates):
             try:
                 return self.load(path, engine)
             except (Exception, CheckpointException) as e:  # truncated or corrupt: fall back
+                error = e
                 warnings.warn(f"checkpoint {path} could not be loaded ({type(e).__name__}: "
-                              f"{e}); trying the previous one", stacklevel=2)
+                              f"{str(e)[:300]}); trying the previous one", stacklevel=2)
+        if error is not None:  # never start over silently on top of a run's checkpoints
+            raise VitscaleError(f"no checkpoint in {self.directory} could be loaded (last: "
+                                f"{type(error).__name__}: {str(error)[:200]}): pass --reset to "
+                                "start over (the old run is kept aside)")
         return None
 
     def load(self, path: Path, engine) -> dict:
         module = engine.precision.state_module(engine.model)
-        model_sd, optim_sd = get_state_dict(module, engine.optimizer)
-        state = {"model": model_sd, "optim": optim_sd}
-        with _quiet_single_process():
-            dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
-        set_state_dict(module, engine.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optim"], options=StateDictOptions(strict=True))
+        full_optim = path / "optimizer_full.pt"
+        if full_optim.is_file() or _is_zero(engine.optimizer):
+            self._load_full_optimizer(path, full_optim, module, engine.optimizer)
+        else:
+            model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+            state = {"model": model_sd, "optim": optim_sd}
+            with _quiet_single_process():
+                dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
+            set_state_dict(module, engine.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optim"], options=StateDictOptions(strict=True))
         engine.precision.after_load(engine.model)
         extra = json.loads((path / "trainer.json").read_text())
         engine.scheduler.load_state_dict(extra.pop("scheduler"))
@@ -172,3 +192,51 @@ class CheckpointManager:
             _set_rng_state(torch.load(rng, weights_only=True))
         extra["checkpoint"] = str(path)
         return extra
+
+    @staticmethod
+    def _load_full_optimizer(path: Path, full_optim: Path, module, optimizer) -> None:
+        """ZeRO-1 on either side: the optimizer state travels whole, keyed by parameter name."""
+        if not full_optim.is_file():
+            raise RuntimeError(f"{path} was written without zero stage 1; resume it without "
+                               "zero, or with zero stage 2/3, or start over with --reset")
+        model_sd = get_model_state_dict(module)
+        with _quiet_single_process():
+            dcp.load({"model": model_sd}, checkpoint_id=str(path), no_dist=not _dist())
+        set_model_state_dict(module, model_sd)
+        fqn_state = torch.load(full_optim, weights_only=True)
+        if _is_zero(optimizer):
+            optimizer.load_state_dict(_fqn_to_index(fqn_state, optimizer, module))
+        else:
+            set_optimizer_state_dict(module, optimizer, fqn_state,
+                                     options=StateDictOptions(full_state_dict=True))
+
+
+def _is_zero(optimizer) -> bool:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    return isinstance(optimizer, ZeroRedundancyOptimizer)
+
+
+def _names(module) -> dict[int, str]:
+    return {id(p): name for name, p in module.named_parameters()}
+
+
+def _zero_to_fqn(state: dict, optimizer, module) -> dict:
+    """torch's index-keyed optimizer state -> DCP's name-keyed form (full tensors)."""
+    names = _names(module)
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    groups = []
+    for saved, live in zip(state["param_groups"], optimizer.param_groups):
+        groups.append({**{k: v for k, v in saved.items() if k != "params"},
+                       "params": [names[id(p)] for p in live["params"]]})
+    return {"state": {order[i]: v for i, v in state["state"].items()}, "param_groups": groups}
+
+
+def _fqn_to_index(state: dict, optimizer, module) -> dict:
+    names = _names(module)
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    index = {name: i for i, name in enumerate(order)}
+    groups = []
+    for saved, live in zip(state["param_groups"], optimizer.param_groups):
+        groups.append({**{k: v for k, v in saved.items() if k != "params"},
+                       "params": [index[names[id(p)]] for p in live["params"]]})
+    return {"state": {index[n]: v for n, v in state["state"].items()}, "param_groups": groups}

@@ -30,6 +30,7 @@ from ..io import initialize_from
 from ..models import build_model, count_parameters
 from ..optim import build_optimizer, build_schedule, param_groups
 from ..parallel import parallelize
+from ..parallel.data import apply_data_parallel, gradient_sync
 from ..plan import Plan, make_plan
 from ..precision import Precision, ScalerSettings, build_precision
 
@@ -57,20 +58,33 @@ def pick_device(name: str | None = None) -> torch.device:
 class Engine:
     def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
                  train_loader: DeviceLoader | None = None, eval_loader: DeviceLoader | None = None,
-                 classes: list[str] | None = None, val_loader: DeviceLoader | None = None):
-        self.cfg, self.plan, self.device = cfg, plan, device
+                 classes: list[str] | None = None, val_loader: DeviceLoader | None = None,
+                 mesh=None):
+        self.cfg, self.plan, self.device, self.mesh = cfg, plan, device, mesh
         fp16 = cfg.fp16
         scaler = None if fp16 is None else ScalerSettings(
             init_scale=fp16.init_scale, growth_factor=fp16.growth_factor,
             backoff_factor=fp16.backoff_factor, growth_interval=fp16.growth_interval,
             hysteresis=fp16.hysteresis, min_scale=fp16.min_scale, max_scale=fp16.max_scale)
+        data_parallel = mesh is not None and plan.dims.data > 1
+        stage = cfg.zero.stage if (cfg.zero is not None and data_parallel) else None
+        sharded = stage in (2, 3)
         # The precision policy decides dtypes: it may cast the model and give the optimizer
-        # fp32 master copies instead of the model's own parameters.
-        self.precision: Precision = build_precision(plan.precision, device, scaler)
+        # fp32 master copies instead of the model's own parameters. Under FSDP2 the sharded
+        # fp32 parameters are the masters and FSDP's MixedPrecisionPolicy does the casting.
+        self.precision: Precision = build_precision(plan.precision, device, scaler, sharded)
         model = self.precision.prepare_model(model)
+        # FSDP2 must shard before the optimizer sees the parameters; DDP (and apex, which
+        # must see the bare model) wrap after.
+        if sharded:
+            model = apply_data_parallel(model, stage, mesh, device, plan.precision)
         groups = self.precision.optimizer_groups(param_groups(model, cfg.WEIGHT_DECAY))
-        optimizer = build_optimizer(groups, cfg, plan.peak_lr, device)
-        self.model, self.optimizer = self.precision.attach(model, optimizer)
+        optimizer = build_optimizer(groups, cfg, plan.peak_lr, device,
+                                    zero_mesh=mesh if stage == 1 else None)
+        model, self.optimizer = self.precision.attach(model, optimizer)
+        if data_parallel and not sharded:
+            model = apply_data_parallel(model, stage, mesh, device, plan.precision)
+        self.model = model
         self.scheduler = build_schedule(self.optimizer, cfg, plan)
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.val_loader = val_loader
@@ -90,12 +104,14 @@ class Engine:
         accum = self.plan.accumulation
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for x, y in zip(images.chunk(accum), labels.chunk(accum)):
-            with self.precision.autocast():
-                logits = self.model(self.precision.cast_input(x))
-            loss = self.loss(logits, y)
-            # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
-            self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
+        for i, (x, y) in enumerate(zip(images.chunk(accum), labels.chunk(accum))):
+            # Gradients cross the network once per optimizer step: on the last micro-batch.
+            with gradient_sync(self.model, enabled=i == accum - 1):
+                with self.precision.autocast():
+                    logits = self.model(self.precision.cast_input(x))
+                loss = self.loss(logits, y)
+                # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
+                self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(-1) == y).sum()
         self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
@@ -119,19 +135,27 @@ class Engine:
 
 
 def build_engine(cfg: Config, data=None, device: str | torch.device | None = None, *,
-                 with_data: bool = True) -> Engine:
-    """Everything a run needs, checked before any of it is built (bad input fails here)."""
-    plan = make_plan(cfg, world_size=1)
+                 with_data: bool = True, world_size: int = 1) -> Engine:
+    """Everything a run needs, checked before any of it is built (bad input fails here).
+
+    With `world_size` > 1 the process group must already be up (distributed/group.py): the
+    device mesh is built from the plan's ParallelDims and each data-parallel rank reads its
+    slice of every global batch.
+    """
+    plan = make_plan(cfg, world_size=world_size)
     device = device if isinstance(device, torch.device) else pick_device(device)
+    mesh = plan.dims.build_mesh(device.type) if world_size > 1 else None
+    dp_rank = mesh["dp"].get_local_rank() if mesh is not None else 0
     train_loader = eval_loader = val_loader = classes = None
     if with_data:  # read data before building anything big: a bad --data fails fast
         root = resolve_data_root(data, cfg.DATASET)
         train, evaluation = load_splits(cfg.DATASET, root)
         classes = train.classes
         train, validation = carve_validation(train, cfg.VAL_SPLIT, cfg.SEED)
-        plan = make_plan(cfg, world_size=1, train_size=len(train.labels))
+        plan = make_plan(cfg, world_size=world_size, train_size=len(train.labels))
         common = dict(device=device, mean=plan.dataset.mean, std=plan.dataset.std,
-                      img_size=plan.model.img_size, seed=cfg.SEED)
+                      img_size=plan.model.img_size, seed=cfg.SEED, rank=dp_rank,
+                      world_size=plan.dims.data)
         train_loader = DeviceLoader(train.images, train.labels,
                                     plan.per_device_batch * plan.accumulation, train=True,
                                     crop_padding=cfg.CROP_PADDING, hflip=cfg.HFLIP,
@@ -147,10 +171,10 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
         # TF32 runs fp32 matmuls on tensor cores (10-bit mantissa products, fp32 accumulate).
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
-    torch.manual_seed(cfg.SEED)
+    torch.manual_seed(cfg.SEED)  # the same initial weights on every rank
     model = build_model(plan.model, cfg.DROP_RATE, cfg.DROP_PATH_RATE).to(device)
     if cfg.INIT_FROM:
         for note in initialize_from(model, cfg.INIT_FROM):
             print(f"INIT_FROM {cfg.INIT_FROM}: {note}")
-    model = parallelize(model, cfg)
-    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes, val_loader)
+    model = parallelize(model, cfg)  # steps 1-3; data parallelism (step 4) is in Engine
+    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes, val_loader, mesh)

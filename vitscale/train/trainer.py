@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from .. import __version__
+from ..distributed import watchdog
 from ..errors import VitscaleError
 from .engine import Engine, StepOutput
 from .hooks import ConsoleLog, Hook, ProgressBar
@@ -75,10 +76,15 @@ class TrainMeter:
         self.images += out.images
 
     def flush(self) -> dict:
-        loss, correct = self.loss.item(), self.correct.item()  # the sync point
+        """Loss and accuracy over every rank's images since the last flush (one sync)."""
+        totals = torch.stack([self.loss, self.correct.to(self.loss.dtype),
+                              torch.tensor(float(self.images), device=self.device)])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(totals)  # sums: the global mean, not an average of averages
+        loss, correct, images = totals.tolist()
         seconds = time.perf_counter() - self.started
-        record = {"loss": loss / self.images, "acc1": 100.0 * correct / self.images,
-                  "images_per_s": self.images / max(seconds, 1e-9)}
+        record = {"loss": loss / images, "acc1": 100.0 * correct / images,
+                  "images_per_s": images / max(seconds, 1e-9)}
         self.reset()
         return record
 
@@ -104,8 +110,9 @@ class Trainer:
         self._start = 0.0
 
     def _builtin_hooks(self, progress, console) -> list[Hook]:
-        hooks: list[Hook] = [ProgressBar(progress)]
-        if console:
+        rank0 = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        hooks: list[Hook] = [ProgressBar(progress)] if rank0 else []
+        if console and rank0:
             hooks.append(ConsoleLog())
         if self.run_dir is not None:
             from .checkpoint_hook import CheckpointHook
@@ -151,6 +158,7 @@ class Trainer:
         for images, labels in skip_batches(loader, self.state.position):
             out = self.engine.train_step(images, labels)
             self.state.step += 1
+            watchdog.note_step(self.state.step)
             self.state.position += 1
             self.state.images_seen += out.images
             meter.add(out)

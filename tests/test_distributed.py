@@ -1,0 +1,228 @@
+"""Distributed runs on real processes with gloo on CPU: parity with one process (DDP, ZeRO-1,
+FSDP2 stages 2 and 3, accumulation), every launcher, hostfiles over SSH, and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, run_cli
+from distributed_helpers import free_port, start_sshd
+
+CONFIG = str(REPO / "configs/cifar10/quick_cpu.py")
+# Global batch 64 in every layout; 4 optimizer steps; weights compared after them.
+PARITY = ["IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=2", "NUM_HEADS=2",
+          "MLP_RATIO=2", "TOTAL_BATCH_SIZE=64", "BATCH_SIZE=None", "NUM_EPOCHS=1",
+          "LIMIT_TRAIN_BATCHES=4", "LIMIT_EVAL_BATCHES=2", "LOG_EVERY=1", "WARMUP_EPOCHS=0",
+          "tensorboard=False", "report=False", "dist_timeout=120"]
+
+
+def sets(values) -> list[str]:
+    return [a for kv in values for a in ("--set", kv)]
+
+
+def train_args(run_dir: Path, cifar_dir: Path, extra=()) -> list[str]:
+    return ["train", CONFIG, "--data", str(cifar_dir), "--run-dir", str(run_dir),
+            "--no-progress", "--device", "cpu", *sets([*PARITY, *extra])]
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text()
+                                   .splitlines()) if r["split"] == "train"]
+
+
+def assert_same_model(a: Path, b: Path, atol=2e-5) -> None:
+    x, y = load_file(str(a / "model_final.safetensors")), load_file(str(b / "model_final.safetensors"))
+    assert x.keys() == y.keys()
+    for k in x:
+        torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=atol, msg=k)
+    assert train_losses(a) == pytest.approx(train_losses(b), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def single(cifar_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("single") / "run"
+    result = run_cli(*train_args(run_dir, cifar_dir))
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.mark.parametrize("nproc, extra", [
+    (2, []),                                               # DDP
+    (2, ["zero.stage=1"]),                                 # DDP + ZeroRedundancyOptimizer
+    (2, ["zero.stage=2", "OPTIMIZER='lamb'"]),             # FSDP2, global trust ratios
+    (4, ["zero.stage=3", "gradient_accumulation=2"]),      # FSDP2 + no-sync accumulation
+    (4, ["gradient_accumulation=2", "OPTIMIZER='lars'", "LEARNING_RATE=1.0"]),
+])
+def test_data_parallel_matches_one_process(nproc, extra, single, cifar_dir, tmp_path):
+    run_dir = tmp_path / "dp"
+    reference = single
+    if any(e.startswith("OPTIMIZER") for e in extra):  # same optimizer on one process
+        reference = tmp_path / "one"
+        opt = [e for e in extra if e.startswith(("OPTIMIZER", "LEARNING_RATE"))]
+        assert run_cli(*train_args(reference, cifar_dir, opt)).returncode == 0
+    result = run_cli("run", "--nproc-per-node", str(nproc), *train_args(run_dir, cifar_dir, extra))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"data {nproc}" in result.stdout
+    assert_same_model(run_dir, reference)
+
+
+def _spawn(env_per_rank: list[dict], args: list[str]) -> list[subprocess.Popen]:
+    procs = []
+    for extra_env in env_per_rank:
+        env = {**os.environ, **extra_env, "PYTHONPATH": str(REPO)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "vitscale", *args], cwd=REPO,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    return procs
+
+
+def _finish(procs, timeout=300):
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out + err
+    return outs
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "openmpi", "explicit"])
+def test_each_launcher_starts_a_matching_two_process_run(launcher, single, cifar_dir, tmp_path):
+    port = free_port()
+    run_dir = tmp_path / launcher
+    args = train_args(run_dir, cifar_dir)
+    if launcher == "slurm":  # srun sets these; the master is the first node of the job
+        envs = [{"SLURM_PROCID": str(r), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(r),
+                 "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost",
+                 "MASTER_PORT": str(port)} for r in range(2)]
+        rank_args = [[], []]
+    elif launcher == "openmpi":  # mpirun sets these; --host/--port name the master
+        envs = [{"OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2",
+                 "OMPI_COMM_WORLD_LOCAL_RANK": str(r)} for r in range(2)]
+        rank_args = [["--host", "127.0.0.1", "--port", str(port)]] * 2
+    else:
+        envs = [{}, {}]
+        rank_args = [["--rank", str(r), "--world-size", "2", "--local-rank", str(r), "--host",
+                      "127.0.0.1", "--port", str(port), "--backend", "gloo"] for r in range(2)]
+    procs = [_spawn([env], [*args, *extra])[0] for env, extra in zip(envs, rank_args)]
+    (out0, _), _ = _finish(procs)
+    assert f"{launcher} launch of 2" in out0
+    assert_same_model(run_dir, single)
+
+
+def test_hostfile_runs_one_command_on_two_hosts_over_ssh(single, cifar_dir, tmp_path):
+    sshd, ssh_port, options = start_sshd(tmp_path / "ssh")
+    try:
+        hostfile = tmp_path / "hosts"
+        hostfile.write_text("# two hosts on one machine\n127.0.0.1 slots=1\n127.0.0.2\n")
+        run_dir = tmp_path / "multi"
+        result = run_cli("run", "--nproc-per-node", "1", "--hostfile", str(hostfile),
+                         "--master-port", str(free_port()), "--ssh-port", str(ssh_port),
+                         *sum((["--ssh-option", o] for o in options), []),
+                         *train_args(run_dir, cifar_dir))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[127.0.0.1] vitscale run: node 0 of 2" in result.stdout
+        assert "[127.0.0.2] vitscale run: node 1 of 2" in result.stdout
+        assert "[127.0.0.1] vitscale 0.1.0" in result.stdout  # rank 0's output, prefixed
+        assert_same_model(run_dir, single)
+
+        # Ctrl-C on the launcher stops the processes on every host.
+        slow = train_args(tmp_path / "stopped", cifar_dir, ["LIMIT_TRAIN_BATCHES=None",
+                                                             "NUM_EPOCHS=50"])
+        proc = subprocess.Popen([sys.executable, "-m", "vitscale", "run", "--nproc-per-node",
+                                 "1", "--hostfile", str(hostfile), "--master-port",
+                                 str(free_port()), "--ssh-port", str(ssh_port),
+                                 *sum((["--ssh-option", o] for o in options), []), *slow],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.time() + 120
+        while not (tmp_path / "stopped" / "metrics.jsonl").is_file():
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and "stopping every host" in err
+        time.sleep(2)
+        left = subprocess.run(["pgrep", "-f", str(tmp_path / "stopped")], capture_output=True,
+                              text=True)
+        assert left.stdout.strip() == ""
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=30)
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_rank_stops_the_others_with_its_name(victim, cifar_dir, tmp_path):
+    port, timeout = free_port(), 10
+    args = train_args(tmp_path / "run", cifar_dir, [
+        "LIMIT_TRAIN_BATCHES=None", "NUM_EPOCHS=20", f"dist_timeout={timeout}"])
+    procs = [_spawn([{}], [*args, "--rank", str(r), "--world-size", "2", "--host", "127.0.0.1",
+                           "--port", str(port)])[0] for r in range(2)]
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.1)
+    procs[victim].send_signal(signal.SIGKILL)
+    killed = time.time()
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=180)
+    elapsed = time.time() - killed
+    assert survivor.returncode != 0
+    assert f"rank {victim}" in err, err
+    assert elapsed < timeout + 30  # bounded: the heartbeat timeout plus polling slack
+
+
+def test_impossible_layouts_fail_before_waiting_and_a_missing_rank_times_out(cifar_dir,
+                                                                          tmp_path):
+    start = time.time()
+    result = run_cli(*train_args(tmp_path / "a", cifar_dir, ["parallel.pipeline=2"]),
+                     "--rank", "0", "--world-size", "3", "--host", "127.0.0.1", "--port", "1")
+    assert result.returncode == 2 and "world size 3 is not divisible" in result.stderr
+    assert time.time() - start < 60
+    # Rank 0 of 2 started alone: it gives up after dist_timeout with a clear line.
+    result = run_cli(*train_args(tmp_path / "b", cifar_dir, ["dist_timeout=5"]), "--rank", "0",
+                     "--world-size", "2", "--host", "127.0.0.1", "--port", str(free_port()))
+    assert result.returncode == 2 and "could not join the 2-process group" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_launch_detection_from_the_environment():
+    from vitscale.distributed.launch import LaunchError, detect_launch, first_slurm_host
+    assert first_slurm_host("gpu[03-05,9],login1") == "gpu03"
+    assert first_slurm_host("node7") == "node7"
+    info = detect_launch(env={"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
+                              "SLURM_JOB_NODELIST": "n[1-2]"}, cuda=False)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank, info.master_addr,
+            info.master_port, info.backend) == ("slurm", 3, 8, 1, "n1", 29500, "gloo")
+    info = detect_launch(env={"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1",
+                              "MASTER_ADDR": "a", "MASTER_PORT": "1234",
+                              "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, cuda=True)
+    assert (info.launcher, info.master_port, info.backend) == ("torchrun", 1234, "nccl")
+    assert detect_launch(env={}, cuda=False).launcher == "single"
+    with pytest.raises(LaunchError, match="needs the master's address"):
+        detect_launch(env={"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"}, cuda=False)
+    with pytest.raises(LaunchError, match=r"\$SLURM_PROCID is not set"):
+        detect_launch(launcher="slurm", env={}, cuda=False)
+    with pytest.raises(LaunchError, match="rank 2 is not in 0..1"):
+        detect_launch(rank=2, world_size=2, host="h", env={}, cuda=False)
+
+
+def test_hostfile_parsing(tmp_path):
+    from vitscale.distributed.launch import LaunchError
+    from vitscale.distributed.runner import read_hostfile
+    f = tmp_path / "hosts"
+    f.write_text("a slots=8\n# comment\nb\nc  # trailing\n")
+    assert read_hostfile(f) == ["a", "b", "c"]
+    assert read_hostfile(f, include="c,a") == ["a", "c"]
+    assert read_hostfile(f, exclude="b") == ["a", "c"]
+    f.write_text("a\na\n")
+    with pytest.raises(LaunchError, match="listed twice"):
+        read_hostfile(f)

@@ -1,0 +1,111 @@
+"""The one object that owns the parallel degrees: world = pipeline x tensor x data.
+
+    parallel = dict(pipeline=P, tensor=dict(mode=M, size=T, depth=D))    # seed 003
+
+The data-parallel size is derived: D_data = world / (P x T). Ranks are laid out as in
+Colossal-AI, tensor fastest, then pipeline, then data:
+
+    rank = data_rank * (P * T) + pipeline_rank * T + tensor_rank
+
+which is the row-major order of the device mesh ("dp", "pp", "tp") that `build_mesh` makes,
+so the tensor group of a rank is its T neighbours (on one node when T <= GPUs per node).
+
+Every impossible layout is a ConfigError at start, before any process waits on another:
+2D needs T = q^2 (SUMMA, van de Geijn & Watts 1997), 2.5D T = depth x q^2 (Tesseract, Wang
+et al. 2021), 3D T = q^3 (Bian et al. 2021); heads and width must split over the tensor
+group; every pipeline stage needs at least one block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+def _root(n: int, k: int) -> int | None:
+    r = round(n ** (1 / k))
+    return next((c for c in (r - 1, r, r + 1) if c > 0 and c ** k == n), None)
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    world: int
+    pipeline: int
+    tensor: int
+    data: int
+    tensor_mode: str | None = None
+    tensor_depth: int = 1
+
+    @classmethod
+    def from_config(cls, cfg, world: int, heads: int, width: int, depth: int) -> "ParallelDims":
+        pp, t = cfg.parallel.pipeline, cfg.parallel.tensor
+        if pp < 1 or t.size < 1:
+            raise ConfigError("parallel.pipeline and parallel.tensor.size must be at least 1")
+        if t.mode is None and t.size != 1:
+            raise ConfigError(f"parallel.tensor.size={t.size} needs a mode: set "
+                              "parallel['tensor']['mode'] to '1d', '2d', '2.5d' or '3d', or size=1")
+        if cfg.TENSOR_PARALLEL_SIZE is not None and cfg.TENSOR_PARALLEL_SIZE != t.size:
+            raise ConfigError(f"TENSOR_PARALLEL_SIZE={cfg.TENSOR_PARALLEL_SIZE} differs from "
+                              f"parallel.tensor.size={t.size}: make them agree")
+        if t.size > 1:
+            split = cls._tensor_split(t.mode, t.size, t.depth)
+            if heads % split or width % split:
+                raise ConfigError(f"tensor mode {t.mode!r} of size {t.size} splits heads and width "
+                                  f"{split} ways, but NUM_HEADS={heads}, HIDDEN_SIZE={width}: "
+                                  f"choose sizes divisible by {split}")
+        if pp > depth:
+            raise ConfigError(f"parallel.pipeline={pp} stages but DEPTH={depth} blocks: each stage "
+                              "needs at least one block; lower the pipeline size")
+        if world % (pp * t.size):
+            raise ConfigError(f"world size {world} is not divisible by pipeline x tensor = "
+                              f"{pp} x {t.size}: launch a multiple of {pp * t.size} processes")
+        if pp > 1 or t.size > 1:
+            raise ConfigError(f"parallel = dict(pipeline={pp}, tensor=dict(mode={t.mode!r}, "
+                              f"size={t.size})) asks for pipeline or tensor parallelism, which this "
+                              "version of vitscale does not provide yet: use pipeline=1 and tensor "
+                              "size 1 (data parallelism scales over every process)")
+        return cls(world=world, pipeline=pp, tensor=t.size, data=world // (pp * t.size),
+                   tensor_mode=t.mode, tensor_depth=t.depth)
+
+    @staticmethod
+    def _tensor_split(mode: str, size: int, depth: int) -> int:
+        """How many ways a tensor-parallel mode splits the hidden width (and heads)."""
+        if mode == "1d":
+            return size
+        if mode == "2d":
+            q = _root(size, 2)
+            if q is None:
+                raise ConfigError(f"tensor mode '2d' needs a square size (4, 9, 16, ...), got "
+                                  f"{size}: choose q*q processes per tensor group")
+            return q
+        if mode == "2.5d":
+            if depth < 1 or size % depth or _root(size // depth, 2) is None:
+                raise ConfigError(f"tensor mode '2.5d' needs size = depth x q^2, got size {size} "
+                                  f"and depth {depth}: e.g. size=8 with depth=2 (q=2)")
+            return _root(size // depth, 2)
+        if mode == "3d":
+            q = _root(size, 3)
+            if q is None:
+                raise ConfigError(f"tensor mode '3d' needs a cube size (8, 27, 64, ...), got "
+                                  f"{size}: choose q*q*q processes per tensor group")
+            return q
+        raise ConfigError(f"unknown tensor mode {mode!r}")
+
+    def coordinates(self, rank: int) -> tuple[int, int, int]:
+        """(data, pipeline, tensor) rank of global `rank`."""
+        return (rank // (self.pipeline * self.tensor), (rank // self.tensor) % self.pipeline,
+                rank % self.tensor)
+
+    def build_mesh(self, device_type: str):
+        """The named device mesh ("dp", "pp", "tp"); needs an initialised process group."""
+        from torch.distributed.device_mesh import init_device_mesh
+        return init_device_mesh(device_type, (self.data, self.pipeline, self.tensor),
+                                mesh_dim_names=("dp", "pp", "tp"))
+
+    def describe(self) -> str:
+        mode = f" ({self.tensor_mode})" if self.tensor > 1 else ""
+        return f"pipeline {self.pipeline} x tensor {self.tensor}{mode} x data {self.data}"
+
+
+__all__ = ["ParallelDims"]
