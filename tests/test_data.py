@@ -161,6 +161,14 @@ def test_augmentation_of_a_sample_does_not_depend_on_world_size_or_resumption():
     assert all(torch.equal(a[0], b[0]) for a, b in zip(resumed, one[3:]))
 
 
+def test_a_loader_can_be_read_again_from_the_start():
+    for train in (True, False):
+        l = loader(train=train, seed=0)
+        first, second = [y for _, y in l], [y for _, y in l]
+        assert len(first) == len(second) == len(l) > 0
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
 def test_loader_normalises_and_keeps_labels_with_their_images():
     for x, y in loader(train=True, seed=0):
         assert x.dtype == torch.float32

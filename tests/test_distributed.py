@@ -44,6 +44,10 @@ def assert_same_model(a: Path, b: Path, atol=2e-5) -> None:
     x, y = load_file(str(a / "model_final.safetensors")), load_file(str(b / "model_final.safetensors"))
     assert x.keys() == y.keys()
     for k in x:
+        if k.endswith("attn.k.bias"):
+            # Softmax ignores a bias added to every key, so its true gradient is 0 and Adam
+            # turns the rounding noise left in it into unit-size steps: no layout can match.
+            continue
         torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=atol, msg=k)
     assert train_losses(a) == pytest.approx(train_losses(b), abs=1e-5)
 
@@ -226,3 +230,29 @@ def test_hostfile_parsing(tmp_path):
     f.write_text("a\na\n")
     with pytest.raises(LaunchError, match="listed twice"):
         read_hostfile(f)
+
+
+def test_a_two_process_fsdp_run_resumes_on_one_process_then_on_four(cifar_dir, tmp_path):
+    """Checkpoints reshard: 1 epoch on 2 FSDP ranks, the 2nd on 1 process, the 3rd on 4 DDP
+    ranks ends where 3 epochs on one process end (data order does not depend on layout)."""
+    # A constant LR: raising NUM_EPOCHS on resume would otherwise stretch the schedule.
+    const = ["LR_SCHEDULE='constant'"]
+    whole = tmp_path / "whole"
+    assert run_cli(*train_args(whole, cifar_dir, [*const, "NUM_EPOCHS=3"])).returncode == 0
+    run_dir = tmp_path / "moving"
+    first = run_cli("run", "--nproc-per-node", "2",
+                    *train_args(run_dir, cifar_dir, [*const, "NUM_EPOCHS=1", "zero.stage=3"]))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_cli(*train_args(run_dir, cifar_dir, [*const, "NUM_EPOCHS=2"]))
+    assert second.returncode == 0, second.stderr
+    assert "resuming from" in second.stdout and "step-00000004" in second.stdout
+    third = run_cli("run", "--nproc-per-node", "4",
+                    *train_args(run_dir, cifar_dir, [*const, "NUM_EPOCHS=3"]))
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "step-00000008" in third.stdout and "data 4" in third.stdout
+    assert_same_model(run_dir, whole)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["epochs"] == 3
+    tests = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+             if r["split"] == "test"]
+    assert [r["images"] for r in tests] == [256] * 3  # every evaluation saw its batches

@@ -97,3 +97,4 @@ class DeviceLoader:
                 x = augment.random_hflip(x, flips[mine][:len(idx)])
             self.position = i + 1
             yield augment.to_float(x, self.mean, self.std, self.img_size), self.labels[idx]
+        self.position = 0  # a finished pass: the next one starts from the beginning
