@@ -256,3 +256,30 @@ def test_a_two_process_fsdp_run_resumes_on_one_process_then_on_four(cifar_dir, t
     tests = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
              if r["split"] == "test"]
     assert [r["images"] for r in tests] == [256] * 3  # every evaluation saw its batches
+
+
+def _documented_command(path: Path, launcher: str) -> list[str]:
+    """The vitscale arguments of the `srun`/`mpirun` line of an example launch script."""
+    import shlex
+    text = path.read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.strip().startswith(launcher))
+    words = shlex.split(line)
+    return words[words.index("vitscale") + 1:]
+
+
+@pytest.mark.parametrize("script, launcher", [("train.sbatch", "srun"), ("mpirun.sh", "mpirun")])
+def test_documented_launch_commands_run(script, launcher, cifar_dir, tmp_path):
+    args = _documented_command(REPO / "examples" / "launch" / script, launcher)
+    port = free_port()
+    args = [str(cifar_dir) if a == "$DATA" else "127.0.0.1" if a == "$MASTER" else
+            str(port) if a == "29500" else str(tmp_path / "run") if a.startswith("runs/") else a
+            for a in args]
+    args += ["--no-progress", "--device", "cpu", *sets([*PARITY, "MODEL='vit_lite_7_4'"])]
+    if launcher == "srun":
+        envs = [{"SLURM_PROCID": str(r), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(r),
+                 "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost"} for r in range(2)]
+    else:
+        envs = [{"OMPI_COMM_WORLD_RANK": str(r), "OMPI_COMM_WORLD_SIZE": "2",
+                 "OMPI_COMM_WORLD_LOCAL_RANK": str(r)} for r in range(2)]
+    (out0, _), _ = _finish(_spawn(envs, args))
+    assert "launch of 2" in out0 and (tmp_path / "run" / "summary.json").is_file()
