@@ -15,6 +15,7 @@ SIGTERM or SIGINT (a SLURM preemption, Ctrl-C) saves at the next step boundary b
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import platform
@@ -104,6 +105,7 @@ class Trainer:
         self.improved = False                       # the last evaluation set a new best
         self.should_stop = False                    # hooks set it to end the run early
         self.resumed_from: str | None = None
+        self.last_checkpoint: str | None = None     # set by the checkpoint hook
         self.environment = describe_environment(engine.device)
         self.hooks = self._builtin_hooks(progress, console) + list(hooks or [])
         self._stop_signal: int | None = None
@@ -140,7 +142,7 @@ class Trainer:
                 self.train_epoch()
                 if self._stop_signal is not None:
                     self._call("on_interrupt", self._stop_signal)
-                    raise Interrupted(self._stop_signal, getattr(self, "last_checkpoint", None))
+                    raise Interrupted(self._stop_signal, self.last_checkpoint)
                 if epoch % self.cfg.EVAL_EVERY == 0 or epoch == self.cfg.NUM_EPOCHS:
                     self.evaluate()
                 self.state.epochs_done, self.state.position = epoch, 0
@@ -188,26 +190,24 @@ class Trainer:
 
     # ---- signals: save and stop at a step boundary ----------------------------------------
 
+    @contextlib.contextmanager
     def _signals_caught(self):
-        trainer = self
+        """SIGTERM and SIGINT ask the loop to save and stop after the step in progress."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
 
-        class _Catch:
-            def __enter__(self):
-                self.saved = {}
-                if threading.current_thread() is threading.main_thread():
-                    for sig in (signal.SIGTERM, signal.SIGINT):
-                        self.saved[sig] = signal.signal(sig, self.handle)
+        def handle(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C stops at once
+            self._stop_signal = signum
 
-            def handle(self, signum, frame):
-                if trainer._stop_signal is not None and signum == signal.SIGINT:
-                    raise KeyboardInterrupt  # a second Ctrl-C stops at once
-                trainer._stop_signal = signum
-
-            def __exit__(self, *exc):
-                for sig, handler in self.saved.items():
-                    signal.signal(sig, handler)
-
-        return _Catch()
+        saved = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
     def _stop_requested(self) -> bool:
         """True on every rank if any rank got a stop signal (ranks must stop at one step)."""
