@@ -5,6 +5,7 @@ Nothing is skipped when the data is missing: the suite fails and says where to p
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import subprocess
@@ -66,13 +67,13 @@ def cifar_folder(cifar_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cifar_batches(cifar_folder, tmp_path_factory) -> Path:
     """The standard cifar-10-batches-py layout, written from the real images above."""
-    from vitscale.data.cifar import load_cifar10
+    from vitscale.data import load_splits
 
     root = tmp_path_factory.mktemp("cifar_batches") / "cifar-10-batches-py"
     root.mkdir()
     for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]),
                          ("test", ["test_batch"])):
-        data = load_cifar10(cifar_folder, split)
+        data = load_splits("cifar10", cifar_folder)[split == "test"]
         flat = data.images.reshape(len(data.labels), -1).numpy()
         for i, name in enumerate(names):
             part = slice(i, None, len(names))
@@ -87,3 +88,52 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     """Run `python -m vitscale ...` in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "vitscale", *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def imagenette_dir() -> Path:
+    path = DATASETS / "imagenette"
+    if not (path / "train.tar.gz").is_file():
+        pytest.fail(f"real Imagenette not found at {path}: set VITSCALE_DATASETS to the folder "
+                    "holding imagenette/train.tar.gz (see ../shared/datasets/README.md)")
+    return path
+
+
+def _extract_imagenette(archive: Path, out: Path, per_class: int, grayscale: int) -> list[Path]:
+    """The first `per_class` images of each class, plus the first `grayscale` grayscale
+    images found anywhere in the archive; returns the grayscale files."""
+    from PIL import Image
+    taken: dict[str, int] = {}
+    gray: list[Path] = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            cls = Path(member.name).parts[-2]
+            want = taken.get(cls, 0) < per_class
+            if not want and len(gray) >= grayscale:
+                if len(taken) == 10 and all(v >= per_class for v in taken.values()):
+                    break
+                continue
+            data = tar.extractfile(member).read()
+            is_gray = Image.open(io.BytesIO(data)).mode == "L"
+            if not want and not (is_gray and len(gray) < grayscale):
+                continue
+            target = out / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            taken[cls] = taken.get(cls, 0) + 1
+            if is_gray:
+                gray.append(target)
+    return gray
+
+
+@pytest.fixture(scope="session")
+def imagenette_subset(imagenette_dir, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Real Imagenette in ImageNet's layout: 8 train and 4 val images per class, and at least
+    one grayscale (mode L) training image; (root, the grayscale files)."""
+    root = tmp_path_factory.mktemp("imagenette")
+    gray = _extract_imagenette(imagenette_dir / "train.tar.gz", root, per_class=8, grayscale=1)
+    _extract_imagenette(imagenette_dir / "val.tar.gz", root, per_class=4, grayscale=0)
+    assert gray, "no grayscale image found in Imagenette's train archive"
+    return root, gray

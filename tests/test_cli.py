@@ -44,7 +44,7 @@ def _bad_wrong_layout(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("extra, message", [
     (lambda p: ["--data", str(p / "missing")], "does not exist: pass --data"),
-    (_bad_wrong_layout, "is not a CIFAR-10 folder"),
+    (_bad_wrong_layout, "no 'train' split for cifar10"),
     (lambda p: ["--set", "LERNING_RATE=1e-3"], "did you mean 'LEARNING_RATE'"),
     (lambda p: ["--set", "NUM_EPOCHS='many'"], "NUM_EPOCHS='many' has the wrong type"),
     (lambda p: ["--set", "TOTAL_BATCH_SIZE=1000", "--set", "gradient_accumulation=3"],

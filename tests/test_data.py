@@ -1,4 +1,4 @@
-"""CIFAR-10 from its three layouts, the disk cache, batched augmentation and the loader."""
+"""CIFAR-10 from its three layouts, the disk cache, batched augmentation and the device loader."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from vitscale import DataError
-from vitscale.data import DeviceLoader, augment, cifar, load_splits
-from vitscale.data.cifar import CIFAR10_CLASSES, load_cifar10
+from vitscale.data import DeviceLoader, augment, cifar, compact, load_splits
+from vitscale.data.cifar import CIFAR10_CLASSES
+
+
+def load_cifar10(root, split):
+    train, test = load_splits("cifar10", root)
+    return train if split == "train" else test
 
 
 def test_archives_decode_every_real_image(cifar_dir):
@@ -46,7 +51,7 @@ def test_second_load_comes_from_the_cache(cifar_folder, monkeypatch):
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
-    monkeypatch.setattr(cifar, "_read_folder", fail)
+    monkeypatch.setattr(compact._Decoded, "__getitem__", fail)
     assert len(load_cifar10(cifar_folder, "test").labels) == 100
 
 
@@ -55,7 +60,7 @@ def test_missing_folder_and_wrong_layout_are_clear_errors(tmp_path):
         load_cifar10(tmp_path / "nowhere", "train")
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"")
-    with pytest.raises(DataError, match="is not a CIFAR-10 folder .* expected train/ and test/"):
+    with pytest.raises(DataError, match="no 'train' split for cifar10 .* point --data at"):
         load_cifar10(tmp_path, "train")
 
 
@@ -64,7 +69,7 @@ def test_bad_image_names_the_file(cifar_folder, tmp_path):
     shutil.copytree(cifar_folder, root)
     bad = root / "train" / "cat" / "zzz_broken.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    with pytest.raises(DataError, match="zzz_broken.jpg: not a readable image"):
+    with pytest.raises(DataError, match="zzz_broken.jpg is not a readable image .*on_bad_image='skip'"):
         load_cifar10(root, "train")
 
 

@@ -213,7 +213,7 @@ def test_carved_validation_is_stratified_deterministic_and_disjoint(cifar_dir):
     assert len(val.labels) == 5000 and len(rest.labels) == 45_000
     assert torch.bincount(val.labels).tolist() == [500] * 10
     # Disjoint and complete: tag each image with its index and carve the same way.
-    from vitscale.data.cifar import ImageSplit
+    from vitscale.data.base import ImageSplit
     n = len(train.labels)
     tagged = ImageSplit(torch.arange(n).view(n, 1, 1, 1), train.labels, train.classes)
     t_rest, t_val = carve_validation(tagged, 5000, seed=1)

@@ -235,3 +235,30 @@ def test_every_optimizer_trains_a_step(name):
     out = engine.train_step(torch.randn(8, 3, 32, 32), torch.arange(8) % 10)
     assert torch.isfinite(out.loss)
     assert all(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters()))
+
+
+LAMB_32K = ["DATASET='cifar10'", "MODEL=None", "IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=64",
+            "DEPTH=2", "NUM_HEADS=2", "MLP_RATIO=2", "TOTAL_BATCH_SIZE=4096", "BATCH_SIZE=512",
+            "NUM_EPOCHS=2", "WARMUP_EPOCHS=1", "precision=None", "fp16=None", "LOG_EVERY=3",
+            "data.pipeline='auto'"]
+
+
+def test_seed_001_lamb_32k_recipe_scaled_down_trains_without_diverging(cifar_dir, tmp_path):
+    """configs/imagenet1k/vit_b32_lamb_32k.py (LAMB, sqrt LR scaling, linear warmup/decay,
+    derived accumulation, clipping, Mixup) on CIFAR-10 at batch 4096 for 2 epochs."""
+    import json
+
+    from conftest import REPO, run_cli
+    sets = [a for s in LAMB_32K for a in ("--set", s)]
+    result = run_cli("train", str(REPO / "configs/imagenet1k/vit_b32_lamb_32k.py"), "--data",
+                     str(cifar_dir), "--run-dir", str(tmp_path / "run"), "--no-progress", *sets)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "= 512 per device x 1 data-parallel x 8 accumulation" in result.stdout
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    train = [r for r in records if r["split"] == "train"]
+    tests = [r for r in records if r["split"] == "test"]
+    assert len(tests) == 2 and all(math.isfinite(r["loss"]) for r in records)
+    # 1.8e-2 at batch 32768, square-root scaled to 4096: 1.8e-2 / sqrt(8).
+    assert max(r["lr"] for r in train) == pytest.approx(1.8e-2 / math.sqrt(8), rel=0.1)
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert tests[-1]["acc1"] > 20.0  # chance is 10%

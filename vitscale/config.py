@@ -84,6 +84,22 @@ class CheckpointConfig:
 
 
 @dataclass
+class DataConfig:
+    """`data = dict(pipeline='auto', ...)`: how images reach the device (docs/data.md)."""
+
+    # 'auto': device-resident when the decoded split fits in memory and no per-image
+    # augmentation (RandAugment, AutoAugment) is asked for; else the DataLoader with workers.
+    pipeline: Literal["auto", "device", "dataloader", "dali"] = "auto"
+    num_workers: Optional[int] = None        # DataLoader / decoding workers; default: CPU count (<= 8)
+    on_bad_image: Literal["error", "skip"] = "error"   # unreadable file: stop naming it, or skip
+    store_size: Optional[int] = None         # device pipeline: side of the stored train images
+    memory_fraction: float = 0.5             # of RAM (CPU) or GPU memory the device pipeline may use
+    test_fraction: float = 0.2               # caltech101: share of each class held out as test
+    dali_device: Literal["auto", "cpu", "gpu"] = "auto"  # where DALI decodes and augments
+    synthetic_size: int = 10_240             # training images of DATASET='synthetic'
+
+
+@dataclass
 class Config:
     # ---- model: a named variant (vitscale.models.VARIANTS) and/or explicit sizes ----
     MODEL: Optional[str] = None          # e.g. 'vit_lite_7_4', 'vit_small_patch16_224'
@@ -101,9 +117,21 @@ class Config:
     INIT_FROM: Optional[str] = None      # weights to start from: a vitscale export or timm file
 
     # ---- data ----
-    DATASET: Literal["cifar10"] = "cifar10"
-    CROP_PADDING: int = 4                # random crop with this zero padding (0 = off)
+    DATASET: Literal["cifar10", "cifar100", "imagenet1k", "imagenette", "caltech101",
+                     "synthetic"] = "cifar10"
+    TRAIN_CROP: Optional[Literal["pad", "rrc", "none"]] = None  # default: the dataset's
+    CROP_PADDING: int = 4                # 'pad': random crop with this zero padding
+    RRC_SCALE: tuple[float, float] = (0.08, 1.0)     # 'rrc': area fraction of the crop
+    RRC_RATIO: tuple[float, float] = (3 / 4, 4 / 3)  # 'rrc': aspect ratio of the crop
     HFLIP: bool = True                   # random horizontal flip
+    RANDAUGMENT: Optional[tuple[int, int]] = None    # (num_ops, magnitude), e.g. (2, 9)
+    AUTOAUGMENT: Optional[Literal["imagenet", "cifar10", "svhn"]] = None
+    EVAL_CROP_PCT: Optional[float] = None  # eval: resize to IMG_SIZE / this, centre crop
+    MIXUP_ALPHA: float = 0.0             # Beta(alpha, alpha) mixing weight; 0 = off
+    CUTMIX_ALPHA: float = 0.0            # 0 = off
+    MIX_PROB: float = 1.0                # share of batches mixed
+    MIX_SWITCH_PROB: float = 0.5         # CutMix instead of Mixup, when both are on
+    MIXUP_OFF_EPOCH: Optional[int] = None  # mixing stops after this many epochs
     VAL_SPLIT: int = 0                   # images held out of train for model selection
 
     # ---- optimization; batch sizes in images ----
@@ -162,6 +190,7 @@ class Config:
     zero: Optional[ZeroConfig] = None       # None: DDP (the seeds' "vanilla" data parallel)
     dist_timeout: float = 300.0             # seconds any rank waits for another before failing
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     tensorboard: bool = True                # TensorBoard events in <run>/tensorboard
     report: bool = True                     # PNG plots + report.html in <run> at the end
 
@@ -201,6 +230,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for key, value in nested:
         _set_nested(namespace, key, value)
     return config_from_dict(namespace, source=str(path))
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict:
+    """`values` with `KEY=VALUE` overrides applied (dotted keys reach into sections)."""
+    namespace = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for key, value in (_parse_override(o) for o in overrides):
+        if "." in key:
+            _set_nested(namespace, key, value)
+        else:
+            namespace[key] = value
+    return namespace
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:

@@ -72,7 +72,9 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
     the dataset's published size is used (dry runs, early validation).
     """
     dataset = DATASETS[cfg.DATASET]
-    train_size = train_size or dataset.train_size - cfg.VAL_SPLIT
+    if train_size is None:
+        train_size = (cfg.data.synthetic_size if dataset.kind == "synthetic" else
+                      dataset.train_size) - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
     dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth)
     dp = dims.data
@@ -99,6 +101,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
                           "stage 1 / no zero for fp16")
     if cfg.dist_timeout <= 0:
         raise ConfigError(f"dist_timeout={cfg.dist_timeout} must be a positive number of seconds")
+    _check_data(cfg, dataset, per_device * accum)
     peak_lr = scaled_lr(cfg.LEARNING_RATE, global_batch, cfg.LR_REFERENCE_BATCH, cfg.LR_SCALING)
     if cfg.MIN_LR > peak_lr:
         raise ConfigError(f"MIN_LR={cfg.MIN_LR} exceeds the peak LR {peak_lr:g}: lower MIN_LR")
@@ -107,6 +110,24 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -
                 eval_batch=cfg.EVAL_BATCH_SIZE or 2 * per_device, steps_per_epoch=steps,
                 total_steps=steps * cfg.NUM_EPOCHS, warmup_steps=warmup,
                 precision=precision, peak_lr=peak_lr)
+
+
+def _check_data(cfg: Config, dataset: DatasetInfo, loader_batch: int) -> None:
+    """Combinations of data keys that cannot work, before any data is read."""
+    crop = cfg.TRAIN_CROP or dataset.train_crop
+    per_image = cfg.RANDAUGMENT is not None or cfg.AUTOAUGMENT is not None
+    if cfg.RANDAUGMENT is not None and cfg.AUTOAUGMENT is not None:
+        raise ConfigError("both RANDAUGMENT and AUTOAUGMENT are set: keep one")
+    if per_image and cfg.data.pipeline in ("device", "dali"):
+        raise ConfigError(f"RANDAUGMENT/AUTOAUGMENT run per image, which data.pipeline="
+                          f"'{cfg.data.pipeline}' does not do: use data.pipeline='dataloader' "
+                          "(or 'auto')")
+    if cfg.data.pipeline == "dali" and crop == "pad":
+        raise ConfigError("data.pipeline='dali' does random resized crops, not padded crops: "
+                          "set TRAIN_CROP='rrc' or use data.pipeline='device'")
+    if (cfg.MIXUP_ALPHA > 0 or cfg.CUTMIX_ALPHA > 0) and loader_batch % 2:
+        raise ConfigError(f"Mixup/CutMix pair neighbouring images but the per-device batch "
+                          f"{loader_batch} is odd: make BATCH_SIZE (x accumulation) even")
 
 
 def _warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
@@ -216,6 +237,20 @@ def _check_positive(cfg: Config) -> None:
               ("CROP_PADDING", cfg.CROP_PADDING >= 0), ("VAL_SPLIT", cfg.VAL_SPLIT >= 0),
               ("EARLY_STOPPING_PATIENCE",
                cfg.EARLY_STOPPING_PATIENCE is None or cfg.EARLY_STOPPING_PATIENCE >= 1),
+              ("RRC_SCALE", 0 < cfg.RRC_SCALE[0] <= cfg.RRC_SCALE[1] <= 1),
+              ("RRC_RATIO", 0 < cfg.RRC_RATIO[0] <= cfg.RRC_RATIO[1]),
+              ("EVAL_CROP_PCT", cfg.EVAL_CROP_PCT is None or 0 < cfg.EVAL_CROP_PCT <= 1),
+              ("RANDAUGMENT", cfg.RANDAUGMENT is None or (
+                  cfg.RANDAUGMENT[0] >= 1 and 0 <= cfg.RANDAUGMENT[1] <= 30)),
+              ("MIXUP_ALPHA", cfg.MIXUP_ALPHA >= 0), ("CUTMIX_ALPHA", cfg.CUTMIX_ALPHA >= 0),
+              ("MIX_PROB", 0 <= cfg.MIX_PROB <= 1),
+              ("MIX_SWITCH_PROB", 0 <= cfg.MIX_SWITCH_PROB <= 1),
+              ("MIXUP_OFF_EPOCH", cfg.MIXUP_OFF_EPOCH is None or cfg.MIXUP_OFF_EPOCH >= 0),
+              ("data.num_workers", cfg.data.num_workers is None or cfg.data.num_workers >= 0),
+              ("data.store_size", cfg.data.store_size is None or cfg.data.store_size >= 1),
+              ("data.memory_fraction", 0 < cfg.data.memory_fraction <= 1),
+              ("data.test_fraction", 0 < cfg.data.test_fraction < 1),
+              ("data.synthetic_size", cfg.data.synthetic_size >= 1),
               ("checkpoints.keep", cfg.checkpoints.keep >= 1),
               ("checkpoints.every_epochs",
                cfg.checkpoints.every_epochs is None or cfg.checkpoints.every_epochs >= 1),

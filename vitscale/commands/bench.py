@@ -31,6 +31,23 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true", help="print one JSON object per line")
     a.set_defaults(func=run_amp)
 
+    d = bench.add_parser("data", help="input pipeline images/s: vitscale vs torchvision "
+                                      "ImageFolder + DataLoader")
+    d.add_argument("--data", required=True, help="dataset folder (as for vitscale train)")
+    d.add_argument("--dataset", default=None,
+                   help="cifar10, imagenette, imagenet1k, ... (default: guessed from --data)")
+    d.add_argument("--pipeline", default="auto", choices=["auto", "device", "dataloader", "dali"])
+    d.add_argument("--img-size", type=int, help="training resolution (default: the dataset's)")
+    d.add_argument("--batch", type=int, default=256, help="images per batch")
+    d.add_argument("--epochs", type=int, default=2, help="passes over the data (>= 2)")
+    d.add_argument("--workers", type=int, default=2,
+                   help="DataLoader workers, for both vitscale and the baseline")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. --set TRAIN_CROP=rrc")
+    d.add_argument("--device", help="cpu, cuda or cuda:N")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(func=run_data)
+
 
 def _check_model(args) -> None:
     from ..config import suggest
@@ -93,4 +110,44 @@ def run_step(args) -> int:
         print(f"  vitscale, compiled    {r['vitscale_compiled_images_per_s']:10.1f} images/s")
     print(f"  plain PyTorch loop    {r['plain_images_per_s']:10.1f} images/s")
     print(f"  ratio (vitscale / plain)  {r['ratio']:.3f}")
+    return 0
+
+
+def run_data(args) -> int:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from ..bench.data import bench_torchvision, bench_vitscale
+    from ..config import apply_overrides, config_from_dict
+    from ..errors import ConfigError
+    from ..train.engine import pick_device
+
+    if args.epochs < 2 or args.batch < 1:
+        raise ConfigError("--epochs must be at least 2 (the first pass may fill the cache) and "
+                          "--batch at least 1")
+    dataset = args.dataset or ("imagenette" if "imagenette" in str(args.data) else "cifar10")
+    values = {"DATASET": dataset, "BATCH_SIZE": args.batch, "MODEL": None,
+              "data": {"pipeline": args.pipeline, "num_workers": args.workers}}
+    if args.img_size:
+        values["IMG_SIZE"] = args.img_size
+    cfg = config_from_dict(apply_overrides(values, args.overrides), source="bench data")
+    device = pick_device(args.device)
+    data = Path(args.data)
+    ours = bench_vitscale(cfg, data, device, args.batch, args.epochs)
+    plain = bench_torchvision(cfg, data, device, args.batch, args.epochs, args.workers)
+    result = {"dataset": dataset, "device": str(device), "batch": args.batch,
+              "epochs": args.epochs, "workers": args.workers, "vitscale": asdict(ours),
+              "baseline": asdict(plain),
+              "ratio": ours.steady_images_per_s / plain.steady_images_per_s}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{dataset} from {data}, batch {args.batch}, {args.epochs} passes, on {device}")
+    print(f"| {'pipeline':<48} | {'first pass img/s':>16} | {'later passes img/s':>18} |")
+    print(f"|{'-' * 50}|{'-' * 18}|{'-' * 20}|")
+    for row in (ours, plain):
+        label = f"vitscale ({row.pipeline})" if row.name == "vitscale" else row.name
+        print(f"| {label:<48} | {row.first_epoch_images_per_s:>16.0f} | "
+              f"{row.steady_images_per_s:>18.0f} |")
+    print(f"ratio (vitscale / torchvision, later passes): {result['ratio']:.2f}x")
     return 0

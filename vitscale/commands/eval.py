@@ -16,7 +16,8 @@ def register(sub) -> None:
     p.add_argument("target", help="a run directory (runs/<name>) or a .safetensors export")
     p.add_argument("--data", help="dataset folder (default: $DATA, else download CIFAR-10)")
     p.add_argument("--split", choices=["test", "val"], default="test",
-                   help="val: the run's VAL_SPLIT images carved from train")
+                   help="test: the dataset's evaluation split (ImageNet's val folder); "
+                        "val: the run's VAL_SPLIT images carved from train")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     p.add_argument("--batch", type=int, default=500, help="images per forward pass")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
@@ -54,7 +55,8 @@ def _model_from_checkpoint(run_dir: Path):
     engine = build_engine(cfg, with_data=False, device="cpu")
     state = manager.load_latest(engine)
     module = engine.precision.state_module(engine.model).float()
-    meta = {"dataset": cfg.DATASET, "config": {"VAL_SPLIT": cfg.VAL_SPLIT, "SEED": cfg.SEED},
+    from ..train.exporter import data_keys
+    meta = {"dataset": cfg.DATASET, "config": data_keys(cfg),
             "epoch": state["trainer"]["epochs_done"], "step": state["trainer"]["step"],
             "source": state["checkpoint"]}
     return module, meta
@@ -63,39 +65,39 @@ def _model_from_checkpoint(run_dir: Path):
 def run(args) -> int:
     import torch
 
-    from ..data import DATASETS, DeviceLoader, load_splits, resolve_data_root
-    from ..data.validation import carve_validation
+    from ..config import config_from_dict
+    from ..data import build_loaders, find_splits, resolve_data_root
     from ..errors import ConfigError
     from ..evaluate import evaluate_model
     from ..train.engine import pick_device
 
     model, meta = _model_from(Path(args.target))
     device = pick_device(args.device)
-    dataset = DATASETS[meta.get("dataset", "cifar10")]
-    train, test = load_splits(dataset.name, resolve_data_root(args.data, dataset.name))
-    if args.split == "val":
-        val_size = meta.get("config", {}).get("VAL_SPLIT", 0)
-        if not val_size:
-            raise ConfigError(f"{args.target} was trained without VAL_SPLIT: use --split test")
-        _, split = carve_validation(train, val_size, meta["config"]["SEED"])
-    else:
-        split = test
     size = model.size
-    loader = DeviceLoader(split.images, split.labels, args.batch, device=device,
-                          mean=dataset.mean, std=dataset.std, train=False, img_size=size.img_size)
+    saved = meta.get("config", {})
+    # Older exports saved only VAL_SPLIT and SEED: the rest comes from the export's metadata.
+    cfg = config_from_dict({"DATASET": meta.get("dataset", "cifar10"), **saved,
+                            "IMG_SIZE": size.img_size}, source=str(args.target))
+    if args.split == "val" and not cfg.VAL_SPLIT:
+        raise ConfigError(f"{args.target} was trained without VAL_SPLIT: use --split test")
+    splits = find_splits(cfg, resolve_data_root(args.data, cfg.DATASET))
+    loaders = build_loaders(cfg, splits, img_size=size.img_size, train_batch=args.batch,
+                            eval_batch=args.batch, device=device, with_train=False,
+                            num_classes=size.num_classes)
+    loader = loaders.val if args.split == "val" else loaders.evaluation
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else None
     kwargs = {"autocast": autocast} if autocast else {}
     result = evaluate_model(model.to(device), loader, size.num_classes, per_class=True, **kwargs)
     result = {"split": args.split, "precision": args.precision, **result,
               "epoch": meta.get("epoch"), "step": meta.get("step"),
-              "classes": train.classes, "device": str(device)}
+              "classes": splits.classes, "device": str(device)}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{args.target} ({args.split}, {args.precision}, {device}): epoch {result['epoch']}")
     print(f"  loss {result['loss']:.4f}  top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%"
           f"  {result['images']} images, {result['images_per_s']:.0f} images/s")
-    for name, acc in zip(train.classes, result["per_class_acc1"]):
+    for name, acc in zip(splits.classes, result["per_class_acc1"]):
         print(f"  {name:<16} {acc:6.2f}%")
     return 0

@@ -48,7 +48,7 @@ def run(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..data import load_splits, resolve_data_root
+    from ..data import find_splits, resolve_data_root
     from ..distributed.group import init_distributed
     from ..distributed.launch import detect_launch
     from ..plan import make_plan
@@ -68,7 +68,7 @@ def run(args) -> int:
     if not args.reset and has_checkpoint(run_dir):
         check_resumable(run_dir, cfg)
     root = resolve_data_root(args.data, cfg.DATASET)
-    load_splits(cfg.DATASET, root)  # a bad --data fails here, on every rank, before joining
+    find_splits(cfg, root)  # a bad --data fails here, on every rank, before joining
     device = init_distributed(info, cfg.dist_timeout) if info.distributed else \
         pick_device(args.device)
     with distributed_run(info):
@@ -100,7 +100,8 @@ def _train(args, cfg, root, device, info, run_dir: Path) -> None:
         print(f"layout {plan.dims.describe()}{zero}; batch {plan.global_batch} global = "
               f"{plan.per_device_batch} per device x {plan.dims.data} data-parallel x "
               f"{plan.accumulation} accumulation; {plan.steps_per_epoch} steps/epoch x "
-              f"{cfg.NUM_EPOCHS} epochs; run dir {run_dir}", flush=True)
+              f"{cfg.NUM_EPOCHS} epochs; run dir {run_dir}")
+        print(engine.data_description, flush=True)
     Trainer(engine, run_dir=run_dir, progress=False if args.no_progress else None).fit()
 
 

@@ -1,6 +1,16 @@
 """Data: where the dataset is, how it is read, and the loaders that feed the training device.
 
 Where the data is: --data PATH, else $DATA, else CIFAR-10 is downloaded into the cache folder.
+The layout of the package follows the path of an image:
+
+    sources.py, cifar.py, tfrecord.py   where the encoded images are (folders, archives, records)
+    decode.py, compact.py               bytes -> RGB pixels; a whole split -> one cached uint8 tensor
+    sharding.py, base.py                which rank reads which samples, in which order
+    device_loader.py, augment.py        pipeline 'device': batches augmented on the device
+    worker_loader.py, transforms.py     pipeline 'dataloader': workers, torchvision.transforms.v2
+    dali_loader.py                      pipeline 'dali': NVIDIA DALI
+    mix.py                              Mixup / CutMix on any pipeline's batches
+    build.py                            config -> splits -> the chosen pipeline's loaders
 """
 
 from __future__ import annotations
@@ -10,12 +20,16 @@ from pathlib import Path
 
 from ..errors import DataError
 from . import cache
-from .cifar import ImageSplit, check_class_sets, download_cifar10, load_cifar10
+from .base import ImageSplit
+from .build import DataSplits, Loaders, build_loaders, find_splits
+from .cifar import download_cifar10
 from .datasets import DATASETS, DatasetInfo
 from .device_loader import DeviceLoader
 
 
 def resolve_data_root(data: str | os.PathLike | None, dataset: str) -> Path:
+    if dataset == "synthetic":
+        return Path(".")
     if data:
         return Path(data)
     if os.environ.get("DATA"):
@@ -26,16 +40,17 @@ def resolve_data_root(data: str | os.PathLike | None, dataset: str) -> Path:
 
 
 def load_splits(dataset: str, root: Path) -> tuple[ImageSplit, ImageSplit]:
-    """(train, eval) splits of `dataset` under `root`, decoded (or from the cache)."""
-    info = DATASETS[dataset]
-    train = load_cifar10(root, "train", info.img_size)
-    evaluation = load_cifar10(root, info.eval_split, info.img_size)
-    check_class_sets(train, evaluation, root)
-    if len(train.classes) != info.num_classes:
-        raise DataError(f"{root}: found {len(train.classes)} classes, {dataset} has "
-                        f"{info.num_classes}: check that --data points at {dataset}")
-    return train, evaluation
+    """(train, eval) splits of a dataset that fits in memory, decoded (or from the cache)."""
+    from ..config import Config
+    from .build import _decoded, _eval_sizes, augment_spec
+    cfg = Config(DATASET=dataset)
+    splits = find_splits(cfg, root)
+    spec = augment_spec(cfg, splits.info, splits.info.img_size)
+    store = splits.info.img_size
+    return (_decoded(cfg, splits.train, store, store, "training images"),
+            _decoded(cfg, splits.evaluation, *_eval_sizes(splits.info, spec),
+                     f"{splits.info.eval_split} images"))
 
 
-__all__ = ["DATASETS", "DatasetInfo", "DeviceLoader", "ImageSplit", "load_splits",
-           "resolve_data_root"]
+__all__ = ["DATASETS", "DataSplits", "DatasetInfo", "DeviceLoader", "ImageSplit", "Loaders",
+           "build_loaders", "find_splits", "load_splits", "resolve_data_root"]

@@ -48,8 +48,86 @@ def random_hflip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
 
 def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
              size: int | None = None) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> normalised float32, resized to `size` when it differs."""
+    """uint8 (B, C, H, W) -> normalised float32, resized to `size` when it differs.
+
+    One float allocation, normalised in place: at 224 px this step moves more bytes than
+    any other in the device pipeline."""
     x = images.float()
     if size is not None and x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return (x - mean) / std
+    return x.sub_(mean).div_(std)
+
+
+def draw_resized_crops(n: int, height: int, width: int, scale: tuple[float, float],
+                       ratio: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """(n, 4) boxes (top, left, h, w) drawn as torchvision's RandomResizedCrop.get_params does.
+
+    Up to 10 tries per image: area fraction ~ U(scale), log aspect ratio ~ U(log ratio);
+    the first box that fits is kept; an image with no fitting try falls back to the largest
+    central crop within the ratio range (Szegedy et al. 2015, "Inception" augmentation).
+    All tries are drawn for every image, so the stream of random numbers has a fixed length.
+    """
+    tries = 10
+    area = height * width
+    target = area * torch.empty(n, tries).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.log(torch.tensor(ratio, dtype=torch.float64))
+    aspect = torch.exp(torch.empty(n, tries, dtype=torch.float64).uniform_(
+        float(log_ratio[0]), float(log_ratio[1]), generator=generator))
+    w = torch.sqrt(target * aspect).round().long()
+    h = torch.sqrt(target / aspect).round().long()
+    u = torch.rand(n, tries, 2, generator=generator, dtype=torch.float64)
+    fits = (w > 0) & (h > 0) & (w <= width) & (h <= height)
+    first = torch.where(fits.any(1), fits.int().argmax(1), -1)
+    # Fallback: the whole image cropped to the nearest allowed aspect ratio, centred.
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fw, fh = round(height * max(ratio)), height
+    else:
+        fw, fh = width, height
+    boxes = torch.empty(n, 4, dtype=torch.long)
+    boxes[:] = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw])
+    ok = first >= 0
+    rows = torch.nonzero(ok).flatten()
+    pick = first[ok]
+    bh, bw = h[rows, pick], w[rows, pick]
+    # Top-left uniform over the valid positions, as randint(0, H - h + 1).
+    top = (u[rows, pick, 0] * (height - bh + 1)).floor().long()
+    left = (u[rows, pick, 1] * (width - bw + 1)).floor().long()
+    boxes[rows] = torch.stack([top, left, bh, bw], dim=1)
+    return boxes
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
+                 flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop box b of image b and resize it to size x size (bilinear, antialiased), uint8 in/out.
+
+    Equal to torchvision.transforms.v2.functional.resized_crop(..., antialias=True) per image.
+    Each image is one call of torch's resize kernel on a view of the stored tensor: on CPU the
+    uint8 channels-last kernel runs ~25x faster than one batched float grid_sample (measured
+    7,700 vs 300 images/s at 224 px on 2 cores), and on a GPU the calls are a few microseconds
+    each. The loop is over kernel launches, not pixels.
+    """
+    out = torch.empty(len(images), images.shape[1], size, size, dtype=images.dtype,
+                      device=images.device).contiguous(memory_format=torch.channels_last)
+    for i, (top, left, h, w) in enumerate(boxes.tolist()):
+        crop = images[i:i + 1, :, top:top + h, left:left + w]
+        if h == size and w == size:
+            out[i:i + 1] = crop
+        else:
+            resized = F.interpolate(_resizable(crop), size=(size, size), mode="bilinear",
+                                    antialias=True, align_corners=False)
+            if resized.dtype != images.dtype:
+                resized = resized.round_().clamp_(0, 255)
+            out[i:i + 1] = resized
+    if flips is not None:
+        out = random_hflip(out, flips)
+    return out
+
+
+def _resizable(x: torch.Tensor) -> torch.Tensor:
+    # CUDA has no uint8 bilinear kernel; there the crop is resized in float and rounded back.
+    if x.is_cuda and x.dtype == torch.uint8:
+        return x.float()
+    return x.contiguous(memory_format=torch.channels_last)

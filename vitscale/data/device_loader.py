@@ -1,100 +1,82 @@
 """Device-resident batches: the whole dataset lives on the training device as uint8.
 
-CIFAR-10's 50,000 training images are 150 MB as uint8, so they fit on any GPU (and in RAM on a
-CPU). An epoch is then a random permutation and one gather per batch, with crop and flip done
-in batches (augment.py). Nothing runs per sample in Python and there are no worker processes.
+CIFAR-10's 50,000 training images are 150 MB as uint8 and Imagenette's 9,469 are 1.4 GB at
+224 px, so they fit on any GPU (and in RAM on a CPU). An epoch is then a random permutation
+and one gather per batch, with the augmentation done on the batch (augment.py): random crop
+with padding (CIFAR) or random resized crop (ImageNet-style), and flips. No worker processes,
+no decoding after the first run (the decoded tensor is cached on disk, compact.py).
 
-Order and augmentation depend only on (seed, epoch). With R data-parallel ranks each global
-batch of R x b images is the same one that a single process would train on, split into R
-disjoint slices of b: so a run gives the same result on 1, 2 or 4 ranks, and a checkpoint can
-resume on another world size. `state_dict()` records the position inside the epoch.
+Order and augmentation depend only on (seed, epoch) (sharding.py): the random draws are made
+for the whole global batch on every rank, also for skipped batches, so a sample gets the same
+augmentation on 1, 2 or 4 ranks and after a resume in the middle of an epoch.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import augment
+from . import augment, sharding
+from .base import ShardedLoader
 
 
-class DeviceLoader:
+class DeviceLoader(ShardedLoader):
+    """`train_crop`: 'pad' (random crop with `crop_padding`), 'rrc' (random resized crop with
+    `rrc_scale`/`rrc_ratio`) or 'none'. Evaluation images are used as stored (compact.py
+    stores them already resized and centre-cropped) and resized to `img_size` if they differ."""
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  device: torch.device, mean, std, train: bool, img_size: int | None = None,
-                 crop_padding: int = 0, hflip: bool = False, seed: int = 0,
+                 train_crop: str = "pad", crop_padding: int = 0, hflip: bool = False,
+                 rrc_scale: tuple[float, float] = (0.08, 1.0),
+                 rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3), seed: int = 0,
                  rank: int = 0, world_size: int = 1, limit_batches: int | None = None):
-        self.images = images.to(device)
+        super().__init__(len(labels), batch_size, train=train, seed=seed, rank=rank,
+                         world_size=world_size, limit_batches=limit_batches)
+        # Channels-last: each image's pixels are contiguous, the layout the resize kernels want.
+        self.images = images.to(device).contiguous(memory_format=torch.channels_last)
         self.labels = labels.to(device)
-        self.batch_size = batch_size           # per rank
         self.device = device
-        self.train = train
-        self.img_size = img_size
+        self.img_size = img_size or images.shape[-1]
+        self.train_crop = train_crop if train else "none"
         self.crop_padding = crop_padding if train else 0
         self.hflip = hflip and train
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        self.limit_batches = limit_batches
-        self.epoch = 0
-        self.position = 0                      # batches already read in this epoch
+        self.rrc_scale, self.rrc_ratio = rrc_scale, rrc_ratio
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
 
-    @property
-    def num_samples(self) -> int:
-        """Samples this rank reads per epoch (train drops the remainder; eval keeps it)."""
-        n = len(self.labels)
-        if self.train:
-            return len(self) * self.batch_size
-        return len(range(self.rank, n, self.world_size))
+    def _draw(self, n: int, g: torch.Generator) -> dict:
+        """This global batch's random draws (crop boxes or offsets, flips), for all n images."""
+        draws = {}
+        if self.train_crop == "pad" and self.crop_padding:
+            draws["offsets"] = augment.draw_crop_offsets(n, self.crop_padding, g)
+        if self.train_crop == "rrc":
+            _, _, h, w = self.images.shape
+            draws["boxes"] = augment.draw_resized_crops(n, h, w, self.rrc_scale, self.rrc_ratio, g)
+        if self.hflip:
+            draws["flips"] = augment.draw_flips(n, g)
+        return draws
 
-    def __len__(self) -> int:
-        n = len(self.labels)
-        if self.train:
-            batches = n // (self.batch_size * self.world_size)
-        else:
-            batches = -(-len(range(self.rank, n, self.world_size)) // self.batch_size)
-        return min(batches, self.limit_batches) if self.limit_batches else batches
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-    def _order(self) -> torch.Tensor:
-        n = len(self.labels)
-        if not self.train:
-            return torch.arange(self.rank, n, self.world_size)
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(n, generator=g)
-        b, r = self.batch_size, self.world_size
-        steps = n // (b * r)
-        # (step, rank, b): rank r reads slice r of every global batch.
-        return order[: steps * b * r].view(steps, r, b)[:, self.rank].reshape(-1)
+    def _augment(self, x: torch.Tensor, draws: dict, mine: slice) -> torch.Tensor:
+        n = len(x)
+        flips = draws["flips"][mine][:n] if "flips" in draws else None
+        if "boxes" in draws:
+            return augment.resized_crop(x, draws["boxes"][mine][:n], self.img_size, flips)
+        if "offsets" in draws:
+            x = augment.random_crop(x, self.crop_padding, draws["offsets"][:, mine][:, :n])
+        return augment.random_hflip(x, flips) if flips is not None else x
 
     def __iter__(self):
-        order = self._order().to(self.device)
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch * 7919 + 1)
+        batches = [b.to(self.device) for b in self._batches()]
+        g = sharding.epoch_generator(self.seed, self.epoch, stream=1)
         b, global_batch = self.batch_size, self.batch_size * self.world_size
         mine = slice(self.rank * b, (self.rank + 1) * b)
         start, self.position = self.position, 0
-        for i in range(len(self)):
-            # Draw for the whole global batch on every rank, also for skipped batches, so
-            # that the stream of random numbers does not depend on world size or resumption.
-            offsets = augment.draw_crop_offsets(global_batch, self.crop_padding, g) \
-                if self.crop_padding else None
-            flips = augment.draw_flips(global_batch, g) if self.hflip else None
-            if i < start:
+        for i, idx in enumerate(batches):
+            draws = self._draw(global_batch, g) if self.train else {}
+            if i < start:                      # resumed mid-epoch: replay the draws only
                 self.position = i + 1
                 continue
-            idx = order[i * b:(i + 1) * b]
-            x = self.images[idx]
-            if offsets is not None:
-                x = augment.random_crop(x, self.crop_padding, offsets[:, mine][:, :len(idx)])
-            if flips is not None:
-                x = augment.random_hflip(x, flips[mine][:len(idx)])
+            x = self._augment(self.images[idx], draws, mine)
             self.position = i + 1
             yield augment.to_float(x, self.mean, self.std, self.img_size), self.labels[idx]
         self.position = 0  # a finished pass: the next one starts from the beginning

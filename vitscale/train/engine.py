@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
-from ..data import DeviceLoader, load_splits, resolve_data_root
-from ..data.validation import carve_validation
+from ..data import build_loaders, find_splits, resolve_data_root
 from ..evaluate import evaluate_model
 from ..io import initialize_from
 from ..models import build_model, count_parameters
@@ -57,9 +56,8 @@ def pick_device(name: str | None = None) -> torch.device:
 
 class Engine:
     def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
-                 train_loader: DeviceLoader | None = None, eval_loader: DeviceLoader | None = None,
-                 classes: list[str] | None = None, val_loader: DeviceLoader | None = None,
-                 mesh=None):
+                 train_loader=None, eval_loader=None, classes: list[str] | None = None,
+                 val_loader=None, mesh=None, data_description: str = ""):
         self.cfg, self.plan, self.device, self.mesh = cfg, plan, device, mesh
         fp16 = cfg.fp16
         scaler = None if fp16 is None else ScalerSettings(
@@ -89,6 +87,7 @@ class Engine:
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.val_loader = val_loader
         self.classes = classes
+        self.data_description = data_description
         self.num_parameters = count_parameters(model)
 
     @property
@@ -96,6 +95,11 @@ class Engine:
         return self.optimizer.param_groups[0]["lr"]
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices (with label smoothing) or, after Mixup/CutMix,
+        against soft targets (b, classes) that already carry the smoothing."""
+        if labels.ndim == 2:
+            from ..data.mix import soft_target_cross_entropy
+            return soft_target_cross_entropy(logits, labels)
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.LABEL_SMOOTHING)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
@@ -113,7 +117,9 @@ class Engine:
                 # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
                 self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
             loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(-1) == y).sum()
+            # With soft targets a hit is the class with the largest target weight.
+            hard = y.argmax(-1) if y.ndim == 2 else y
+            correct += (logits.detach().argmax(-1) == hard).sum()
         self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
         with warnings.catch_warnings():
             # The schedule advances per optimizer step also when a loss scaler skipped one
@@ -127,7 +133,7 @@ class Engine:
         loaders = {"val": self.val_loader} if self.val_loader is not None else {}
         return {**loaders, self.plan.dataset.eval_split: self.eval_loader}
 
-    def evaluate(self, loader: DeviceLoader | None = None, per_class: bool = False) -> dict:
+    def evaluate(self, loader=None, per_class: bool = False) -> dict:
         """Loss and top-1/top-5 accuracy (in %) over `loader` (default: the test split)."""
         return evaluate_model(self.model, loader or self.eval_loader, self.plan.model.num_classes,
                               autocast=self.precision.autocast,
@@ -146,25 +152,16 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
     device = device if isinstance(device, torch.device) else pick_device(device)
     mesh = plan.dims.build_mesh(device.type) if world_size > 1 else None
     dp_rank = mesh["dp"].get_local_rank() if mesh is not None else 0
-    train_loader = eval_loader = val_loader = classes = None
+    loaders = None
     if with_data:  # read data before building anything big: a bad --data fails fast
-        root = resolve_data_root(data, cfg.DATASET)
-        train, evaluation = load_splits(cfg.DATASET, root)
-        classes = train.classes
-        train, validation = carve_validation(train, cfg.VAL_SPLIT, cfg.SEED)
-        plan = make_plan(cfg, world_size=world_size, train_size=len(train.labels))
-        common = dict(device=device, mean=plan.dataset.mean, std=plan.dataset.std,
-                      img_size=plan.model.img_size, seed=cfg.SEED, rank=dp_rank,
-                      world_size=plan.dims.data)
-        train_loader = DeviceLoader(train.images, train.labels,
-                                    plan.per_device_batch * plan.accumulation, train=True,
-                                    crop_padding=cfg.CROP_PADDING, hflip=cfg.HFLIP,
-                                    limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
-        eval_loader = DeviceLoader(evaluation.images, evaluation.labels, plan.eval_batch,
-                                   train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
-        if validation is not None:
-            val_loader = DeviceLoader(validation.images, validation.labels, plan.eval_batch,
-                                      train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
+        splits = find_splits(cfg, resolve_data_root(data, cfg.DATASET))
+        # The plan's step counts follow the images actually found (less VAL_SPLIT).
+        train_size = len(splits.train.labels) - cfg.VAL_SPLIT
+        plan = make_plan(cfg, world_size=world_size, train_size=train_size)
+        loaders = build_loaders(cfg, splits, img_size=plan.model.img_size,
+                                train_batch=plan.per_device_batch * plan.accumulation,
+                                eval_batch=plan.eval_batch, device=device, rank=dp_rank,
+                                world_size=plan.dims.data, num_classes=plan.model.num_classes)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cudnn.deterministic = cfg.cudnn_deterministic
@@ -177,4 +174,7 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
         for note in initialize_from(model, cfg.INIT_FROM):
             print(f"INIT_FROM {cfg.INIT_FROM}: {note}")
     model = parallelize(model, cfg)  # steps 1-3; data parallelism (step 4) is in Engine
-    return Engine(cfg, plan, model, device, train_loader, eval_loader, classes, val_loader, mesh)
+    if loaders is None:
+        return Engine(cfg, plan, model, device, mesh=mesh)
+    return Engine(cfg, plan, model, device, loaders.train, loaders.evaluation, loaders.classes,
+                  loaders.val, mesh, loaders.description)

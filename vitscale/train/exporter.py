@@ -46,4 +46,12 @@ class ExportHook(Hook):
                      epoch=record.get("epoch"), step=record.get("step"),
                      metrics={k: record[k] for k in ("split", "loss", "acc1", "acc5")
                               if k in record},
-                     config={"VAL_SPLIT": trainer.cfg.VAL_SPLIT, "SEED": trainer.cfg.SEED})
+                     config=data_keys(trainer.cfg))
+
+
+def data_keys(cfg) -> dict:
+    """The config keys that decide which images `vitscale eval` reads and how it sees them."""
+    keys = ("DATASET", "VAL_SPLIT", "SEED", "EVAL_CROP_PCT", "IMG_SIZE")
+    return {**{k: getattr(cfg, k) for k in keys},
+            "data": {"test_fraction": cfg.data.test_fraction,
+                     "on_bad_image": cfg.data.on_bad_image}}

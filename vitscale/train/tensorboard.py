@@ -44,6 +44,8 @@ class TensorBoardHook(Hook):
         lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
         self.writer.add_images("inputs/train", (x - lo) / (hi - lo).clamp(min=1e-6), 0)
         classes = trainer.engine.classes or []
+        if labels.ndim == 2:       # Mixup/CutMix soft targets: name the dominant class
+            labels = labels.argmax(-1)
         names = [classes[i] if i < len(classes) else str(i) for i in labels[: self.images].tolist()]
         self.writer.add_text("inputs/train_labels", ", ".join(names), 0)
 

@@ -1,0 +1,342 @@
+"""The input pipelines on real Imagenette (ImageNet's layout, grayscale images included):
+sources, the device-resident and DataLoader pipelines, their agreement with torchvision,
+sharding and resume, and what happens with bad data."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
+
+from vitscale import ConfigError, DataError
+from vitscale.config import config_from_dict
+from vitscale.data import augment, build_loaders, find_splits
+from vitscale.data.decode import open_rgb
+from vitscale.data.sources import extract_once, open_split, scan_tar
+
+from conftest import run_cli
+
+CPU = torch.device("cpu")
+WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916",
+         "n03417042", "n03425413", "n03445777", "n03888257"]
+
+
+def cfg_for(**values):
+    return config_from_dict({"DATASET": "imagenette", "SEED": 3, **values})
+
+
+def loaders_for(root, img_size=48, batch=8, rank=0, world_size=1, **values):
+    cfg = cfg_for(**values)
+    return build_loaders(cfg, find_splits(cfg, root), img_size=img_size, train_batch=batch,
+                         eval_batch=batch, device=CPU, rank=rank, world_size=world_size)
+
+
+def test_imagenette_folder_source_and_grayscale_images(imagenette_subset):
+    root, gray = imagenette_subset
+    train, val = open_split(root, "train", "imagenette"), open_split(root, "val", "imagenette")
+    assert train.classes == WNIDS == val.classes
+    assert len(val) == 40 and len(train) >= 80
+    assert torch.bincount(val.labels).tolist() == [4] * 10
+    index = train.names.index(str(gray[0]))
+    with Image.open(gray[0]) as im:
+        assert im.mode == "L"
+    rgb = open_rgb(train.read(index), train.names[index])
+    assert rgb.mode == "RGB" and rgb.size == (224, 224)
+    pixels = TF.pil_to_tensor(rgb)
+    assert torch.equal(pixels[0], pixels[1]) and torch.equal(pixels[1], pixels[2])
+
+
+def test_tar_and_tar_gz_archives_read_the_same_images(imagenette_subset, tmp_path, monkeypatch):
+    root, _ = imagenette_subset
+    monkeypatch.setenv("VITSCALE_CACHE", str(tmp_path / "cache"))
+    folder = open_split(root, "val", "imagenette")
+    for mode, name in (("w", "val.tar"), ("w:gz", "val.tar.gz")):
+        with tarfile.open(tmp_path / name, mode) as tar:
+            tar.add(root / "val", arcname="val")
+    def same_as_folder(source):
+        assert source.classes == folder.classes and torch.equal(source.labels, folder.labels)
+        assert all(source.read(i) == folder.read(i) for i in (0, 17, len(folder) - 1))
+    same_as_folder(scan_tar(tmp_path / "val.tar"))
+    in_place = open_split(tmp_path, "val", "imagenette")  # .tar is preferred to .tar.gz
+    assert type(in_place).__name__ == "TarSource"
+    (tmp_path / "val.tar").unlink()
+    same_as_folder(open_split(tmp_path, "val", "imagenette"))
+    assert (tmp_path / "cache" / "extracted").is_dir()
+    assert extract_once(tmp_path / "val.tar.gz") == extract_once(tmp_path / "val.tar.gz")
+
+
+def test_device_and_dataloader_evaluation_agree_with_torchvision(imagenette_subset):
+    root, _ = imagenette_subset
+    device = loaders_for(root, data={"pipeline": "device"})
+    workers = loaders_for(root, data={"pipeline": "dataloader", "num_workers": 2})
+    assert device.pipeline == "device" and workers.pipeline == "dataloader"
+    x_dev, y_dev = next(iter(device.evaluation))
+    x_wrk, y_wrk = next(iter(workers.evaluation))
+    assert x_dev.shape == (8, 3, 48, 48) and torch.equal(y_dev, y_wrk)
+    torch.testing.assert_close(x_dev, x_wrk)
+    # torchvision's own evaluation transform on the first image: Resize(48 / 0.875), crop 48.
+    source = open_split(root, "val", "imagenette")
+    reference = TF.pil_to_tensor(TF.center_crop(TF.resize(open_rgb(source.read(0), "x"), 55), 48))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
+    torch.testing.assert_close(x_dev[0], (reference.float() - mean) / std)
+
+
+def test_device_random_resized_crop_is_torchvisions(imagenette_subset):
+    root, _ = imagenette_subset
+    images = torch.stack([TF.pil_to_tensor(open_rgb(p.read_bytes(), str(p)))
+                          for p in sorted((root / "val" / WNIDS[0]).iterdir())])
+    g = torch.Generator().manual_seed(0)
+    boxes = augment.draw_resized_crops(len(images), 224, 224, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    top, left, h, w = boxes.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 224).all() and \
+        (left + w <= 224).all()
+    ratio = w / h
+    assert ((ratio > 0.74) & (ratio < 1.35)).all()
+    out = augment.resized_crop(images, boxes, 96)
+    for i in range(len(images)):
+        assert torch.equal(out[i], TF.resized_crop(images[i], *boxes[i].tolist(), [96, 96],
+                                                   antialias=True))
+    many = augment.draw_resized_crops(4000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    area = (many[:, 2] * many[:, 3]).float() / 224 ** 2
+    assert 0.07 < area.min() and area.max() <= 1.0 and 0.45 < area.mean() < 0.6
+
+
+@pytest.mark.parametrize("pipeline", ["device", "dataloader"])
+def test_training_batches_do_not_depend_on_world_size_workers_or_resume(imagenette_subset,
+                                                                        pipeline):
+    root, _ = imagenette_subset
+    data = {"pipeline": pipeline, "num_workers": 2}
+    single = loaders_for(root, batch=8, data=data).train
+    single.set_epoch(1)
+    reference = list(single)
+    assert len(reference) == len(single) >= 9
+    ranks = [loaders_for(root, batch=4, rank=r, world_size=2, data=data).train for r in (0, 1)]
+    for loader in ranks:
+        loader.set_epoch(1)
+    for (x, y), (x0, y0), (x1, y1) in zip(reference, *ranks):
+        torch.testing.assert_close(torch.cat([x0, x1]), x)
+        assert torch.equal(torch.cat([y0, y1]), y)
+    again = list(single)  # the same epoch read again: identical
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, reference))
+    single.load_state_dict({"epoch": 1, "position": 5})
+    resumed = list(single)
+    assert len(resumed) == len(reference) - 5
+    for (x, y), (xr, yr) in zip(reference[5:], resumed):
+        assert torch.equal(x, xr) and torch.equal(y, yr)
+    single.set_epoch(2)
+    assert not torch.equal(next(iter(single))[1], reference[0][1])
+
+
+def test_dataloader_runs_randaugment_and_auto_picks_it(imagenette_subset):
+    root, _ = imagenette_subset
+    loaders = loaders_for(root, RANDAUGMENT=(2, 9), data={"num_workers": 1})
+    assert loaders.pipeline == "dataloader"
+    x, y = next(iter(loaders.train))
+    assert x.shape == (8, 3, 48, 48) and x.dtype == torch.float32
+    with pytest.raises(ConfigError, match="run per image.*pipeline='dataloader'"):
+        loaders_for(root, RANDAUGMENT=(2, 9), data={"pipeline": "device"})
+    tiny = loaders_for(root, data={"memory_fraction": 1e-9})
+    assert tiny.pipeline == "dataloader"
+    with pytest.raises(ConfigError, match="needs .* GB .*data.pipeline='dataloader'"):
+        loaders_for(root, data={"pipeline": "device", "memory_fraction": 1e-9})
+
+
+def _damaged_copy(root, tmp_path):
+    """A copy of the subset with a truncated JPEG, a text file named .JPEG, a CMYK JPEG and a
+    palette PNG (the last two are valid and must be converted)."""
+    copy = tmp_path / "damaged"
+    shutil.copytree(root, copy)
+    folder = copy / "train" / WNIDS[3]
+    files = sorted(folder.iterdir())
+    data = files[0].read_bytes()
+    (folder / "zz_truncated.JPEG").write_bytes(data[: len(data) // 3])
+    (folder / "zz_not_an_image.JPEG").write_text("<html>404 not found</html>")
+    with Image.open(files[1]) as im:
+        im.convert("CMYK").save(folder / "zz_cmyk.JPEG")
+        im.convert("P").save(folder / "zz_palette.png")
+    return copy
+
+
+def test_bad_images_stop_the_run_or_are_skipped_and_counted(imagenette_subset, tmp_path, capsys):
+    root, _ = imagenette_subset
+    copy = _damaged_copy(root, tmp_path)
+    with pytest.raises(DataError, match=r"zz_not_an_image.JPEG is not a readable image"):
+        loaders_for(copy, data={"pipeline": "device"})
+    with pytest.raises(DataError, match=r"zz_not_an_image.JPEG is not a readable image"):
+        list(loaders_for(copy, data={"pipeline": "dataloader", "num_workers": 0},
+                         TRAIN_CROP="none").train)
+    good = len(open_split(root, "train", "imagenette")) + 2  # + the CMYK and palette images
+    skipping = loaders_for(copy, data={"pipeline": "device", "on_bad_image": "skip"})
+    assert len(skipping.train.labels) == good
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable image(s)" in out and "zz_truncated.JPEG" in out
+    # The DataLoader pipeline meets bad files while reading: each is left out of its batch
+    # and counted. Evaluation order reads every image once.
+    from vitscale.data.transforms import AugmentSpec
+    from vitscale.data.worker_loader import WorkerLoader
+    source = open_split(copy, "train", "imagenette")
+    loader = WorkerLoader(source, 16, device=CPU, mean=(0.5,) * 3, std=(0.25,) * 3, train=False,
+                          spec=AugmentSpec(img_size=32), num_workers=2, on_bad_image="skip")
+    assert sum(len(y) for _, y in loader) == len(source) - 2 == good
+    out = capsys.readouterr().out
+    assert "evaluation data: skipped 2 unreadable image(s)" in out and "zz_truncated" in out
+
+
+def test_cmyk_and_palette_images_become_rgb(imagenette_subset, tmp_path):
+    root, _ = imagenette_subset
+    copy = _damaged_copy(root, tmp_path)
+    folder = copy / "train" / WNIDS[3]
+    for name in ("zz_cmyk.JPEG", "zz_palette.png"):
+        im = open_rgb((folder / name).read_bytes(), name)
+        assert im.mode == "RGB" and im.size == (224, 224)
+
+
+def test_layout_errors_name_the_problem(imagenette_subset, tmp_path):
+    root, _ = imagenette_subset
+    missing = tmp_path / "no_val"
+    shutil.copytree(root / "train", missing / "train")
+    with pytest.raises(DataError, match=r"no 'val' split for imagenette .*looked for val/"):
+        find_splits(cfg_for(), missing)
+    empty = tmp_path / "empty"
+    shutil.copytree(root, empty)
+    for f in (empty / "train" / WNIDS[5]).iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match=rf"class folder\(s\) \['{WNIDS[5]}'\] hold no images"):
+        find_splits(cfg_for(), empty)
+    different = tmp_path / "different"
+    shutil.copytree(root, different)
+    (different / "val" / WNIDS[9]).rename(different / "val" / "n99999999")
+    with pytest.raises(DataError, match=r"train and val have different classes .*n99999999"):
+        find_splits(cfg_for(), different)
+
+
+def test_caltech101_split_is_stratified_deterministic_and_skips_background(imagenette_subset,
+                                                                           tmp_path):
+    root, _ = imagenette_subset
+    images = sorted((root / "train").rglob("*.JPEG"))
+    pool = tmp_path / "caltech" / "101_ObjectCategories"
+    for c in range(101):  # 101 classes of 5 real photographs each, and the background folder
+        folder = pool / f"class_{c:03d}"
+        folder.mkdir(parents=True)
+        for k in range(5):
+            shutil.copy(images[(c * 5 + k) % len(images)], folder / f"image_{k:04d}.jpg")
+    shutil.copytree(pool / "class_000", pool / "BACKGROUND_Google")
+    cfg = config_from_dict({"DATASET": "caltech101", "SEED": 1})
+    splits = find_splits(cfg, tmp_path / "caltech")
+    again = find_splits(cfg, tmp_path / "caltech")
+    assert len(splits.train.classes) == 101 and "BACKGROUND_Google" not in splits.train.classes
+    assert len(splits.evaluation) == 101 and len(splits.train) == 404   # 20% of 505
+    assert torch.bincount(splits.evaluation.labels).tolist() == [1] * 101
+    assert splits.evaluation.names == again.evaluation.names
+    assert not set(splits.evaluation.names) & set(splits.train.names)
+    other = find_splits(config_from_dict({"DATASET": "caltech101", "SEED": 2}),
+                        tmp_path / "caltech")
+    assert other.evaluation.names != splits.evaluation.names
+
+
+def test_cifar100_python_batches(cifar_batches, tmp_path):
+    import pickle
+
+    from vitscale.data.cifar import load_cifar_batches
+    ten = load_cifar_batches(cifar_batches, "train")
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    names = [f"fine_{i}".encode() for i in range(100)]
+    for split in ("train", "test"):
+        data = load_cifar_batches(cifar_batches, split)
+        flat = data.images.reshape(len(data.labels), -1).numpy()
+        fine = [(7 * i) % 100 for i in range(len(data.labels))]
+        with open(folder / split, "wb") as f:
+            pickle.dump({b"data": flat, b"fine_labels": fine, b"coarse_labels": [0] * len(fine)}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": names}, f)
+    splits = find_splits(config_from_dict({"DATASET": "cifar100"}), tmp_path)
+    assert len(splits.classes) == 100 and splits.classes[3] == "fine_3"
+    assert torch.equal(splits.train.images, ten.images)
+    assert splits.train.labels[:3].tolist() == [0, 7, 14]
+
+
+def test_synthetic_source_for_benchmarks():
+    cfg = config_from_dict({"DATASET": "synthetic", "IMG_SIZE": 32, "SEED": 0,
+                            "data": {"synthetic_size": 64}})
+    splits = find_splits(cfg, None)
+    assert splits.train.images.shape == (64, 3, 32, 32) and len(splits.classes) == 1000
+    again = find_splits(cfg, None)
+    assert torch.equal(again.train.images, splits.train.images)
+
+
+TINY_224 = ["IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=1", "NUM_HEADS=2",
+            "MLP_RATIO=2", "BATCH_SIZE=8", "NUM_EPOCHS=2", "LOG_EVERY=2", "WARMUP_EPOCHS=0",
+            "LIMIT_TRAIN_BATCHES=3", "LIMIT_EVAL_BATCHES=2"]
+
+
+@pytest.mark.parametrize("extra", [
+    ["data.pipeline='dataloader'", "data.num_workers=1", "RANDAUGMENT=(2, 9)", "MIXUP_ALPHA=0.2"],
+    ["CUTMIX_ALPHA=1.0", "MIXUP_ALPHA=0.8", "MIXUP_OFF_EPOCH=1", "LABEL_SMOOTHING=0.1"],
+], ids=["dataloader-randaugment-mixup", "device-cutmix"])
+def test_train_on_imagenette_from_the_command_line(imagenette_subset, tmp_path, extra):
+    import json
+    root, _ = imagenette_subset
+    config = tmp_path / "cfg.py"
+    config.write_text("DATASET = 'imagenette'\nMODEL = None\n")
+    sets = [a for s in TINY_224 + extra for a in ("--set", s)]
+    result = run_cli("train", str(config), "--data", str(root), "--run-dir", str(tmp_path / "run"),
+                     "--no-progress", *sets)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pipeline = "dataloader" if "dataloader" in extra[0] else "device"
+    assert f"pipeline {pipeline}" in result.stdout
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    evals = [r for r in records if r["split"] == "test"]   # Imagenette's val/ folder
+    assert len(evals) == 2 and all(0 <= r["acc1"] <= 100 for r in evals)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
+
+
+def test_prepare_tfrecords_then_every_pipeline_reads_them(imagenette_subset, tmp_path):
+    root, _ = imagenette_subset
+    out = tmp_path / "tfr"
+    result = run_cli("prepare", str(root), "--dataset", "imagenette", "--to", "tfrecord",
+                     "--out", str(out), "--shards", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val: 40 images in 3 TFRecord file(s)" in result.stdout
+    assert sorted(p.name for p in (out / "val").iterdir())[:2] == [
+        "part-00000-of-00003.idx", "part-00000-of-00003.tfrecord"]
+    splits = find_splits(cfg_for(), out)
+    assert type(splits.train).__name__ == "TFRecordSource" and splits.classes == WNIDS
+    folder = loaders_for(root, data={"pipeline": "dataloader", "num_workers": 0})
+    records = loaders_for(out, data={"pipeline": "dataloader", "num_workers": 0})
+    device = loaders_for(out, data={"pipeline": "device"})
+    (xf, yf), (xr, yr), (xd, yd) = (next(iter(lo.evaluation)) for lo in (folder, records, device))
+    assert torch.equal(yf, yr) and torch.equal(yr, yd)
+    assert torch.equal(xf, xr)
+    torch.testing.assert_close(xr, xd)
+
+
+def test_dali_pipeline_from_the_config(imagenette_subset):
+    root, _ = imagenette_subset
+    loaders = loaders_for(root, data={"pipeline": "dali", "dali_device": "cpu", "num_workers": 2})
+    assert loaders.pipeline == "dali"
+    x, y = next(iter(loaders.train))
+    assert x.shape == (8, 3, 48, 48) and x.dtype == torch.float32 and y.dtype == torch.int64
+    reference = loaders_for(root, data={"pipeline": "dataloader", "num_workers": 0})
+    xe, ye = next(iter(loaders.evaluation))
+    xr, yr = next(iter(reference.evaluation))
+    assert torch.equal(ye, yr)
+    assert (xe - xr).abs().mean() < 0.05  # DALI's resize differs from PIL's by ~1/255
+
+
+def test_bench_data_reports_both_pipelines(cifar_folder):
+    import json
+    result = run_cli("bench", "data", "--data", str(cifar_folder), "--dataset", "cifar10",
+                     "--batch", "16", "--epochs", "2", "--workers", "1", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    r = json.loads(result.stdout.strip().splitlines()[-1])
+    assert r["vitscale"]["pipeline"] == "device" and r["vitscale"]["images"] == 192
+    assert r["baseline"]["images"] == 192
+    assert r["vitscale"]["steady_images_per_s"] > 0 and r["baseline"]["steady_images_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["vitscale"]["steady_images_per_s"]
+                                       / r["baseline"]["steady_images_per_s"])

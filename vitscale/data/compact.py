@@ -1,0 +1,75 @@
+"""Decode a split once into one uint8 tensor for the device-resident pipeline, cached on disk.
+
+Training images are stored as square `store_size` images (shorter side resized to it, then the
+central square), the input of the random resized crop on the device. This drops the borders of
+non-square photographs, the price of a uniform tensor; for Imagenette (224 x 224 here) and
+CIFAR nothing is lost. Evaluation images are stored already transformed as torchvision's
+evaluation pipeline does (resize to img_size / crop_pct, centre crop img_size), so evaluation
+is a plain read.
+
+Decoding runs in worker processes (torch DataLoader) with a progress bar, once: the tensor
+goes to $VITSCALE_CACHE under a key made of the source's fingerprint and the sizes, written
+atomically (cache.py).
+"""
+
+from __future__ import annotations
+
+import os
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import cache
+from .base import ImageSplit
+from .decode import BadImage, BadImageLog, open_rgb, resize_center_crop
+from .sources import EncodedSource
+
+
+class _Decoded(Dataset):
+    def __init__(self, source: EncodedSource, resize: int, crop: int):
+        self.source, self.resize, self.crop = source, resize, crop
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int):
+        name = self.source.names[i]
+        try:
+            im = open_rgb(self.source.read(i), name)
+        except BadImage as bad:
+            return i, None, bad.reason
+        return i, resize_center_crop(im, self.resize, self.crop), None
+
+
+def decode_split(source: EncodedSource, resize: int, crop: int, *, on_bad_image: str = "error",
+                 num_workers: int | None = None, what: str = "images") -> ImageSplit:
+    """Every image of `source` as (N, 3, crop, crop) uint8, from the cache when it is there."""
+    key = f"compact-{source.fingerprint()}-{resize}-{crop}-{on_bad_image}.pt"
+    cached = cache.load(key)
+    if cached is not None:
+        return ImageSplit(cached["images"], cached["labels"], list(cached["classes"]))
+    workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
+    loader = DataLoader(_Decoded(source, resize, crop), batch_size=64, num_workers=workers,
+                        collate_fn=lambda items: items)
+    images = np.empty((len(source), crop, crop, 3), dtype=np.uint8)
+    keep = np.ones(len(source), dtype=bool)
+    log = BadImageLog(on_bad_image)
+    with tqdm(total=len(source), desc=f"decoding {what} (first run; cached afterwards)",
+              unit="img", leave=False, disable=None, mininterval=1.0) as bar:
+        for batch in loader:
+            for i, array, reason in batch:
+                if array is None:
+                    log.handle(BadImage(source.names[i], reason))
+                    keep[i] = False
+                else:
+                    images[i] = array
+            bar.update(len(batch))
+    if (message := log.report(what)) is not None:
+        print(message)
+    kept = torch.from_numpy(np.nonzero(keep)[0])
+    result = ImageSplit(torch.from_numpy(images[keep]).permute(0, 3, 1, 2),
+                        source.labels[kept], list(source.classes))
+    cache.save(key, {"images": result.images, "labels": result.labels,
+                     "classes": result.classes})
+    return result

@@ -1,0 +1,244 @@
+"""Where the images of a split are: a list of encoded images with labels, readable by index.
+
+Layouts found under the data folder (--data or $DATA), for a split such as 'train' or 'val':
+
+    <split>/<class>/<image>           an ImageFolder tree (ImageNet-1k, Imagenette, CIFAR folders)
+    <split>.tar                       the same tree in an uncompressed tar: read in place
+    <split>.tar.gz | <split>.tgz      the same, compressed: extracted once into the cache
+    <split>/*.tfrecord (+ .idx)       TFRecords from `vitscale prepare` or imagenet-tools
+    101_ObjectCategories/<class>/...  Caltech-101: one pool, split by seed (splits.py)
+
+Class indices follow the sorted class-folder names. Checks here stop a run before any work
+with one line that names the folder and the fix: a missing split, an empty class folder, and
+(in check_class_sets) train and evaluation splits with different classes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+from . import cache
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+class EncodedSource:
+    """N images (file bytes) with labels; `read(i)` is random access, safe in worker processes."""
+
+    def __init__(self, root: Path, names: list[str], labels: list[int], classes: list[str]):
+        self.root = root
+        self.names = names
+        self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def read(self, i: int) -> bytes:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def subset(self, indices: torch.Tensor) -> "EncodedSource":
+        return SubsetSource(self, indices)
+
+
+class FolderSource(EncodedSource):
+    def __init__(self, root: Path, files: list[Path], labels: list[int], classes: list[str]):
+        super().__init__(root, [str(f) for f in files], labels, classes)
+        self.files = files
+
+    def read(self, i: int) -> bytes:
+        return self.files[i].read_bytes()
+
+    def fingerprint(self) -> str:
+        # The folders' listing and times: adding, removing or replacing a file changes them.
+        return cache.fingerprint([self.root] + sorted({f.parent for f in self.files}))
+
+
+class TarSource(EncodedSource):
+    """An uncompressed .tar read in place: each member's data is at a known offset."""
+
+    def __init__(self, archive: Path, members: list[tuple[str, int, int]], labels: list[int],
+                 classes: list[str]):
+        super().__init__(archive, [f"{archive}:{name}" for name, _, _ in members], labels, classes)
+        self.archive = archive
+        self.spans = [(offset, size) for _, offset, size in members]
+        self._handle = None
+        self._pid = None
+
+    def read(self, i: int) -> bytes:
+        if self._pid != os.getpid():            # one handle per (worker) process
+            self._handle, self._pid = open(self.archive, "rb"), os.getpid()
+        offset, size = self.spans[i]
+        self._handle.seek(offset)
+        return self._handle.read(size)
+
+    def fingerprint(self) -> str:
+        return cache.fingerprint([self.archive])
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handle": None, "_pid": None}
+
+
+class ArraySource(EncodedSource):
+    """Images already decoded in memory (CIFAR's python batches, synthetic data): `read`
+    returns the (H, W, 3) array, which decode.open_rgb accepts as it is."""
+
+    def __init__(self, split, root: Path | None = None):
+        super().__init__(root or Path("."), [f"image {i}" for i in range(len(split.labels))],
+                         split.labels.tolist(), split.classes)
+        self.images = split.images
+
+    def read(self, i: int):
+        return self.images[i].permute(1, 2, 0).numpy()
+
+
+class SubsetSource(EncodedSource):
+    """Some of another source's images (a validation carve or a Caltech-101 split)."""
+
+    def __init__(self, parent: EncodedSource, indices: torch.Tensor):
+        idx = indices.tolist()
+        super().__init__(parent.root, [parent.names[i] for i in idx],
+                         parent.labels[indices].tolist(), parent.classes)
+        self.parent, self.indices = parent, idx
+
+    def read(self, i: int) -> bytes:
+        return self.parent.read(self.indices[i])
+
+    def fingerprint(self) -> str:
+        import hashlib
+        digest = hashlib.sha1(str(self.indices).encode()).hexdigest()[:8]
+        return f"{self.parent.fingerprint()}-{digest}"
+
+
+def open_split(root: Path, split: str | tuple[str, ...], dataset: str) -> EncodedSource:
+    """The source of `split` under `root` (a tuple lists accepted names, e.g. ('val', 'validation'))."""
+    names = (split,) if isinstance(split, str) else split
+    root = Path(root)
+    _check_root(root, dataset)
+    for name in names:
+        if (root / name).is_dir():
+            if _looks_like_tfrecords(root / name):
+                from .tfrecord import TFRecordSource
+                return TFRecordSource(root / name)
+            return scan_folder(root / name)
+        for suffix in ARCHIVE_SUFFIXES:
+            archive = root / f"{name}{suffix}"
+            if archive.is_file():
+                if suffix == ".tar":
+                    return scan_tar(archive)
+                return scan_folder(extract_once(archive) / name, shown_as=archive)
+    found = sorted(p.name for p in root.iterdir())[:8]
+    raise DataError(f"{root}: no {names[0]!r} split for {dataset} (looked for {names[0]}/, "
+                    f"{names[0]}.tar, {names[0]}.tar.gz); found {found or 'an empty folder'}: "
+                    f"point --data at the folder that holds {names[0]}/<class>/<image>")
+
+
+def _check_root(root: Path, dataset: str) -> None:
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist: pass --data PATH (or set $DATA) "
+                        f"to your {dataset} copy")
+    if not root.is_dir():
+        raise DataError(f"--data {root} is a file, not a folder: point it at the folder "
+                        "that holds the split folders or archives")
+
+
+def _looks_like_tfrecords(folder: Path) -> bool:
+    for p in folder.iterdir():
+        if p.is_dir():
+            return False
+        if p.suffix == ".tfrecord" or "-of-" in p.name:
+            return True
+    return False
+
+
+def scan_folder(split_dir: Path, shown_as: Path | None = None,
+                exclude: tuple[str, ...] = ()) -> FolderSource:
+    """An ImageFolder tree: split_dir/<class>/<image>; every class folder must hold images."""
+    shown = shown_as or split_dir
+    if not split_dir.is_dir():
+        raise DataError(f"{shown}: expected a folder of class folders ({split_dir} is missing)")
+    class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name not in exclude)
+    if not class_dirs:
+        raise DataError(f"{shown} has no class folders: expected {split_dir.name}/<class>/<image>")
+    files, labels = [], []
+    for label, d in enumerate(class_dirs):
+        for f in sorted(d.rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                files.append(f)
+                labels.append(label)
+    _check_no_empty_class([d.name for d in class_dirs], labels, shown)
+    return FolderSource(split_dir, files, labels, [d.name for d in class_dirs])
+
+
+def scan_tar(archive: Path) -> TarSource:
+    """An uncompressed tar of <split>/<class>/<image>: members indexed, nothing extracted."""
+    members: list[tuple[str, str, int, int]] = []
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            for m in tar:
+                if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                    parts = Path(m.name).parts
+                    if len(parts) < 2:
+                        raise DataError(f"{archive}: {m.name} is not inside a class folder: the "
+                                        "archive must hold <split>/<class>/<image>")
+                    members.append((parts[-2], m.name, m.offset_data, m.size))
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError(f"{archive}: damaged or unreadable archive ({e}): replace the file") from None
+    if not members:
+        raise DataError(f"{archive} holds no images: it must hold <split>/<class>/<image>")
+    members.sort()
+    classes = sorted({c for c, *_ in members})
+    index = {c: i for i, c in enumerate(classes)}
+    return TarSource(archive, [(n, o, s) for _, n, o, s in members],
+                     [index[c] for c, *_ in members], classes)
+
+
+def extract_once(archive: Path) -> Path:
+    """Extract a compressed archive into the cache (atomically) and return that folder."""
+    target = cache.cache_dir() / "extracted" / f"{archive.name}-{cache.fingerprint([archive])}"
+    if target.is_dir():
+        return target
+    # A private partial folder: several ranks of one node may extract at the same time.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")   # refuses absolute paths and links out
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(f"{archive}: damaged or unreadable archive ({e}): replace the file") from None
+    try:
+        partial.rename(target)
+    except OSError:                                  # another process got there first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _check_no_empty_class(classes: list[str], labels: list[int], where: Path) -> None:
+    counts = Counter(labels)
+    empty = [c for i, c in enumerate(classes) if counts[i] == 0]
+    if empty:
+        raise DataError(f"{where}: class folder(s) {empty[:5]} hold no images: remove them or "
+                        "add the images (class indices come from the folder list)")
+
+
+def check_class_sets(train_classes: list[str], eval_classes: list[str], root: Path,
+                     eval_name: str = "test") -> None:
+    if train_classes != eval_classes:
+        only_train = sorted(set(train_classes) - set(eval_classes))[:5]
+        only_eval = sorted(set(eval_classes) - set(train_classes))[:5]
+        raise DataError(f"{root}: train and {eval_name} have different classes (only in train: "
+                        f"{only_train}, only in {eval_name}: {only_eval}): make the class "
+                        "folders match")

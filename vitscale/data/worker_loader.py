@@ -1,0 +1,113 @@
+"""The DataLoader pipeline: worker processes decode and augment one image at a time.
+
+For data that does not fit in memory (ImageNet-1k: 1.28M JPEGs) or augmentations the device
+pipeline does not batch (RandAugment, AutoAugment). Workers decode with PIL, apply the
+torchvision.transforms.v2 pipeline (transforms.py) and hand uint8 batches to the main process,
+which copies them to the device (pinned memory on CUDA) and normalises there.
+
+Reproducibility: the batches come from sharding.py like every pipeline's, and each sample's
+random augmentation is seeded by (seed, epoch, sample index), not by the worker that happens
+to load it: the same image gets the same crop whatever the number of workers or ranks, and
+after a resume.
+
+Bad images are handled by decode.BadImageLog in the main process: the run stops naming the
+file, or (on_bad_image='skip') the image is left out of its batch and counted.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .base import ShardedLoader
+from .decode import BadImage, BadImageLog, open_rgb
+from .sources import EncodedSource
+from .transforms import AugmentSpec, eval_transform, normalize_on_device, train_transform
+
+
+class _Transformed(Dataset):
+    """Item (index, epoch) -> (uint8 image, label) or (None, reason) for an unreadable file."""
+
+    def __init__(self, source: EncodedSource, transform, seed: int):
+        self.source, self.transform, self.seed = source, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, item: tuple[int, int]):
+        i, epoch = item
+        try:
+            im = open_rgb(self.source.read(i), self.source.names[i])
+        except BadImage as bad:
+            return i, None, bad.reason
+        # v2 transforms draw from torch's global generator: seed it per sample.
+        torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + i)
+        return i, self.transform(im), None
+
+
+class _EpochBatches:
+    """The batch sampler: this rank's batches of the loader's current epoch, from its position,
+    read in the main process at the start of every pass.
+
+    Workers live for one pass (forking them costs well under a second): a pass that ends early
+    (an error, a resume, TensorBoard's first batch) takes its workers with it at once, instead
+    of leaving persistent ones to be joined at exit.
+    """
+
+    def __init__(self, loader: "WorkerLoader"):
+        self.loader = loader
+
+    def __iter__(self):
+        loader = self.loader
+        for idx in loader._batches()[loader.position:]:
+            yield [(i, loader.epoch) for i in idx.tolist()]
+
+    def __len__(self) -> int:
+        return len(self.loader) - self.loader.position
+
+
+class WorkerLoader(ShardedLoader):
+    def __init__(self, source: EncodedSource, batch_size: int, *, device: torch.device, mean, std,
+                 train: bool, spec: AugmentSpec, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, limit_batches: int | None = None,
+                 num_workers: int | None = None, on_bad_image: str = "error",
+                 prefetch_factor: int = 4):
+        super().__init__(len(source), batch_size, train=train, seed=seed, rank=rank,
+                         world_size=world_size, limit_batches=limit_batches)
+        self.source = source
+        self.labels = source.labels
+        self.device = device
+        self.spec = spec
+        self.bad = BadImageLog(on_bad_image)
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
+        transform = train_transform(spec) if train else eval_transform(spec)
+        self._loader = DataLoader(
+            _Transformed(source, transform, seed), batch_sampler=_EpochBatches(self),
+            num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+            prefetch_factor=prefetch_factor if workers else None)
+
+    def __iter__(self):
+        start = self.position
+        for k, (indices, images, skipped) in enumerate(self._loader):
+            for i, reason in skipped:
+                self.bad.handle(BadImage(self.source.names[i], reason))
+            self.position = start + k + 1
+            if len(indices):
+                labels = self.labels[indices].to(self.device, non_blocking=True)
+                yield normalize_on_device(images, self.device, self.mean, self.std), labels
+        if (message := self.bad.report("training data" if self.train else "evaluation data")):
+            print(message)
+            self.bad.skipped.clear()
+        self.position = 0
+
+
+def _collate(items):
+    good = [(i, x) for i, x, _ in items if x is not None]
+    skipped = [(i, reason) for i, x, reason in items if x is None]
+    indices = torch.tensor([i for i, _ in good], dtype=torch.int64)
+    images = torch.stack([x for _, x in good]) if good else torch.empty(0, dtype=torch.uint8)
+    return indices, images, skipped
