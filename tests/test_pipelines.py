@@ -97,10 +97,16 @@ def test_device_random_resized_crop_is_torchvisions(imagenette_subset):
         (left + w <= 224).all()
     ratio = w / h
     assert ((ratio > 0.74) & (ratio < 1.35)).all()
-    out = augment.resized_crop(images, boxes, 96)
-    for i in range(len(images)):
-        assert torch.equal(out[i], TF.resized_crop(images[i], *boxes[i].tolist(), [96, 96],
-                                                   antialias=True))
+    flips = torch.tensor([i % 2 == 1 for i in range(len(images))])
+    order = torch.arange(len(images)).flip(0)
+    out = augment.resized_crops(images, order, boxes, 96, flips)
+    scale, shift = augment.normalization((0.5, 0.4, 0.3), (0.2, 0.25, 0.3), CPU)
+    normalised = augment.resized_crops(images, order, boxes, 96, flips, scale, shift)
+    for i, j in enumerate(order.tolist()):
+        expected = TF.resized_crop(images[j], *boxes[i].tolist(), [96, 96], antialias=True)
+        expected = TF.horizontal_flip(expected) if flips[i] else expected
+        assert torch.equal(out[i], expected)
+        torch.testing.assert_close(normalised[i], expected.float() * scale[0] + shift[0])
     many = augment.draw_resized_crops(4000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3), g)
     area = (many[:, 2] * many[:, 3]).float() / 224 ** 2
     assert 0.07 < area.min() and area.max() <= 1.0 and 0.45 < area.mean() < 0.6

@@ -126,10 +126,13 @@ def run_data(args) -> int:
         raise ConfigError("--epochs must be at least 2 (the first pass may fill the cache) and "
                           "--batch at least 1")
     dataset = args.dataset or ("imagenette" if "imagenette" in str(args.data) else "cifar10")
-    values = {"DATASET": dataset, "BATCH_SIZE": args.batch, "MODEL": None,
+    # The model is not built: a named one only makes the plan (batch sizes) valid.
+    values = {"DATASET": dataset, "BATCH_SIZE": args.batch, "MODEL": "vit_lite_7_4",
               "data": {"pipeline": args.pipeline, "num_workers": args.workers}}
-    if args.img_size:
-        values["IMG_SIZE"] = args.img_size
+    from ..data.datasets import DATASETS
+    if dataset not in DATASETS:
+        raise ConfigError(f"--dataset {dataset}: choose one of {', '.join(DATASETS)}")
+    values["IMG_SIZE"] = args.img_size or DATASETS[dataset].img_size
     cfg = config_from_dict(apply_overrides(values, args.overrides), source="bench data")
     device = pick_device(args.device)
     data = Path(args.data)

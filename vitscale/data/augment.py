@@ -46,16 +46,23 @@ def random_hflip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     return torch.where(flips[:, None, None, None], images.flip(-1), images)
 
 
-def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+def to_float(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
              size: int | None = None) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> normalised float32, resized to `size` when it differs.
+    """uint8 (B, C, H, W) -> normalised float32 x * scale + shift (scale = 1 / (255 std),
+    shift = -mean / std, per channel), resized to `size` when it differs.
 
-    One float allocation, normalised in place: at 224 px this step moves more bytes than
-    any other in the device pipeline."""
-    x = images.float()
-    if size is not None and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x.sub_(mean).div_(std)
+    One fused pass from uint8 to float: at 224 px this step moves more bytes than any other."""
+    if size is not None and images.shape[-1] != size:
+        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+        return x.mul_(scale).add_(shift)
+    return torch.addcmul(shift, images, scale)
+
+
+def normalization(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of shape (1, C, 1, 1) for to_float: (x / 255 - mean) / std."""
+    mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return 1 / (255 * std), -mean / std
 
 
 def draw_resized_crops(n: int, height: int, width: int, scale: tuple[float, float],
@@ -99,35 +106,41 @@ def draw_resized_crops(n: int, height: int, width: int, scale: tuple[float, floa
     return boxes
 
 
-def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int,
-                 flips: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop box b of image b and resize it to size x size (bilinear, antialiased), uint8 in/out.
+def resized_crops(images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, size: int,
+                  flips: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                  shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Image i of the batch: box i of images[index[i]], resized to size x size (bilinear,
+    antialiased), mirrored where flips[i]; uint8, or normalised float32 (x * scale + shift)
+    when scale and shift are given.
 
     Equal to torchvision.transforms.v2.functional.resized_crop(..., antialias=True) per image.
-    Each image is one call of torch's resize kernel on a view of the stored tensor: on CPU the
-    uint8 channels-last kernel runs ~25x faster than one batched float grid_sample (measured
-    7,700 vs 300 images/s at 224 px on 2 cores), and on a GPU the calls are a few microseconds
-    each. The loop is over kernel launches, not pixels.
+    Each image is one call of torch's resize kernel on a view of the stored tensor (no gather
+    of the batch first), and is normalised while it is still in the CPU cache. On CPU the
+    uint8 channels-last kernel runs ~25x faster than one batched float grid_sample (7,700 vs
+    300 images/s at 224 px on 2 cores); on a GPU the calls are a few microseconds each. The
+    loop is over kernel launches, not pixels.
     """
-    out = torch.empty(len(images), images.shape[1], size, size, dtype=images.dtype,
+    normalise = scale is not None
+    out = torch.empty(len(index), images.shape[1], size, size,
+                      dtype=torch.float32 if normalise else images.dtype,
                       device=images.device).contiguous(memory_format=torch.channels_last)
-    for i, (top, left, h, w) in enumerate(boxes.tolist()):
-        crop = images[i:i + 1, :, top:top + h, left:left + w]
-        if h == size and w == size:
-            out[i:i + 1] = crop
+    mirror = flips.tolist() if flips is not None else [False] * len(index)
+    for i, (j, (top, left, h, w)) in enumerate(zip(index.tolist(), boxes.tolist())):
+        crop = images[j:j + 1, :, top:top + h, left:left + w]
+        resized = crop if (h == size and w == size) else _resize(crop, size)
+        if mirror[i]:
+            resized = resized.flip(-1)
+        if normalise:
+            torch.addcmul(shift, resized, scale, out=out[i:i + 1])
         else:
-            resized = F.interpolate(_resizable(crop), size=(size, size), mode="bilinear",
-                                    antialias=True, align_corners=False)
-            if resized.dtype != images.dtype:
-                resized = resized.round_().clamp_(0, 255)
             out[i:i + 1] = resized
-    if flips is not None:
-        out = random_hflip(out, flips)
     return out
 
 
-def _resizable(x: torch.Tensor) -> torch.Tensor:
-    # CUDA has no uint8 bilinear kernel; there the crop is resized in float and rounded back.
-    if x.is_cuda and x.dtype == torch.uint8:
-        return x.float()
-    return x.contiguous(memory_format=torch.channels_last)
+def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:
+    if crop.is_cuda:  # CUDA has no uint8 bilinear kernel: resize in float, round back
+        resized = F.interpolate(crop.float(), size=(size, size), mode="bilinear",
+                                antialias=True, align_corners=False)
+        return resized.round_().clamp_(0, 255).to(crop.dtype)
+    return F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(size, size),
+                         mode="bilinear", antialias=True, align_corners=False)

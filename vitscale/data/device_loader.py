@@ -41,8 +41,7 @@ class DeviceLoader(ShardedLoader):
         self.crop_padding = crop_padding if train else 0
         self.hflip = hflip and train
         self.rrc_scale, self.rrc_ratio = rrc_scale, rrc_ratio
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.scale, self.shift = augment.normalization(mean, std, device)
 
     def _draw(self, n: int, g: torch.Generator) -> dict:
         """This global batch's random draws (crop boxes or offsets, flips), for all n images."""
@@ -56,14 +55,19 @@ class DeviceLoader(ShardedLoader):
             draws["flips"] = augment.draw_flips(n, g)
         return draws
 
-    def _augment(self, x: torch.Tensor, draws: dict, mine: slice) -> torch.Tensor:
-        n = len(x)
+    def _augment(self, idx: torch.Tensor, draws: dict, mine: slice) -> torch.Tensor:
+        """This rank's batch `idx`, augmented with its slice of the draws, as normalised float."""
+        n = len(idx)
         flips = draws["flips"][mine][:n] if "flips" in draws else None
         if "boxes" in draws:
-            return augment.resized_crop(x, draws["boxes"][mine][:n], self.img_size, flips)
+            return augment.resized_crops(self.images, idx, draws["boxes"][mine][:n],
+                                         self.img_size, flips, self.scale, self.shift)
+        x = self.images[idx]
         if "offsets" in draws:
             x = augment.random_crop(x, self.crop_padding, draws["offsets"][:, mine][:, :n])
-        return augment.random_hflip(x, flips) if flips is not None else x
+        if flips is not None:
+            x = augment.random_hflip(x, flips)
+        return augment.to_float(x, self.scale, self.shift, self.img_size)
 
     def __iter__(self):
         batches = [b.to(self.device) for b in self._batches()]
@@ -76,7 +80,7 @@ class DeviceLoader(ShardedLoader):
             if i < start:                      # resumed mid-epoch: replay the draws only
                 self.position = i + 1
                 continue
-            x = self._augment(self.images[idx], draws, mine)
+            x = self._augment(idx, draws, mine)
             self.position = i + 1
-            yield augment.to_float(x, self.mean, self.std, self.img_size), self.labels[idx]
+            yield x, self.labels[idx]
         self.position = 0  # a finished pass: the next one starts from the beginning

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torchvision.transforms import v2
 
 
@@ -62,9 +61,3 @@ def train_transform(spec: AugmentSpec) -> v2.Compose:
 def eval_transform(spec: AugmentSpec) -> v2.Compose:
     return v2.Compose([v2.Resize(spec.eval_resize, antialias=True), v2.CenterCrop(spec.img_size),
                        v2.PILToTensor()])
-
-
-def normalize_on_device(images: torch.Tensor, device: torch.device, mean: torch.Tensor,
-                        std: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) from the host -> normalised float32 on `device` (mean, std x 255)."""
-    return images.to(device, non_blocking=True).float().sub_(mean).div_(std)
