@@ -66,14 +66,17 @@ def single(cifar_dir, tmp_path_factory) -> Path:
     (2, ["zero.stage=2", "OPTIMIZER='lamb'"]),             # FSDP2, global trust ratios
     (4, ["zero.stage=3", "gradient_accumulation=2"]),      # FSDP2 + no-sync accumulation
     (4, ["gradient_accumulation=2", "OPTIMIZER='lars'", "LEARNING_RATE=1.0"]),
+    # Worker processes decode and augment, Mixup/CutMix on top: the same global batches.
+    (2, ["gradient_accumulation=2", "data.pipeline='dataloader'", "data.num_workers=1",
+         "MIXUP_ALPHA=0.4", "CUTMIX_ALPHA=1.0"]),
 ])
 def test_data_parallel_matches_one_process(nproc, extra, single, cifar_dir, tmp_path):
     run_dir = tmp_path / "dp"
     reference = single
-    if any(e.startswith("OPTIMIZER") for e in extra):  # same optimizer on one process
+    recipe = [e for e in extra if not e.startswith(("zero.", "gradient_accumulation"))]
+    if recipe:  # the same recipe (optimizer, data pipeline) on one process
         reference = tmp_path / "one"
-        opt = [e for e in extra if e.startswith(("OPTIMIZER", "LEARNING_RATE"))]
-        assert run_cli(*train_args(reference, cifar_dir, opt)).returncode == 0
+        assert run_cli(*train_args(reference, cifar_dir, recipe)).returncode == 0
     result = run_cli("run", "--nproc-per-node", str(nproc), *train_args(run_dir, cifar_dir, extra))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"data {nproc}" in result.stdout

@@ -290,7 +290,7 @@ def test_train_on_imagenette_from_the_command_line(imagenette_subset, tmp_path, 
     root, _ = imagenette_subset
     config = tmp_path / "cfg.py"
     config.write_text("DATASET = 'imagenette'\nMODEL = None\n")
-    sets = [a for s in TINY_224 + extra for a in ("--set", s)]
+    sets = [a for s in TINY_224 + extra + ["LIMIT_EVAL_BATCHES=None"] for a in ("--set", s)]
     result = run_cli("train", str(config), "--data", str(root), "--run-dir", str(tmp_path / "run"),
                      "--no-progress", *sets)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -300,6 +300,13 @@ def test_train_on_imagenette_from_the_command_line(imagenette_subset, tmp_path, 
     evals = [r for r in records if r["split"] == "test"]   # Imagenette's val/ folder
     assert len(evals) == 2 and all(0 <= r["acc1"] <= 100 for r in evals)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
+    # The exported model evaluates on Imagenette's val/ folder to the run's final accuracy.
+    result = run_cli("eval", str(tmp_path / "run" / "model_final.safetensors"), "--data",
+                     str(root), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    evaluated = json.loads(result.stdout.strip().splitlines()[-1])
+    assert evaluated["images"] == evals[-1]["images"] == 40 and evaluated["classes"] == WNIDS
+    assert evaluated["acc1"] == pytest.approx(evals[-1]["acc1"], abs=1e-6)
 
 
 def test_prepare_tfrecords_then_every_pipeline_reads_them(imagenette_subset, tmp_path):
