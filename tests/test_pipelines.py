@@ -146,6 +146,10 @@ def test_dataloader_runs_randaugment_and_auto_picks_it(imagenette_subset):
     assert x.shape == (8, 3, 48, 48) and x.dtype == torch.float32
     with pytest.raises(ConfigError, match="run per image.*pipeline='dataloader'"):
         loaders_for(root, RANDAUGMENT=(2, 9), data={"pipeline": "device"})
+    auto = loaders_for(root, AUTOAUGMENT="imagenet", data={"num_workers": 0})
+    assert auto.pipeline == "dataloader"
+    x_auto, y_auto = next(iter(auto.train))
+    assert torch.equal(y_auto, y) and not torch.equal(x_auto, x)
     tiny = loaders_for(root, data={"memory_fraction": 1e-9})
     assert tiny.pipeline == "dataloader"
     with pytest.raises(ConfigError, match="needs .* GB .*data.pipeline='dataloader'"):
@@ -327,6 +331,29 @@ def test_prepare_tfrecords_then_every_pipeline_reads_them(imagenette_subset, tmp
     assert torch.equal(yf, yr) and torch.equal(yr, yd)
     assert torch.equal(xf, xr)
     torch.testing.assert_close(xr, xd)
+
+
+def test_prepare_cache_decodes_ahead_of_the_first_run(imagenette_subset, tmp_path, monkeypatch):
+    import os
+
+    from vitscale.data import compact
+    root, _ = imagenette_subset
+    env = {**os.environ, "VITSCALE_CACHE": str(tmp_path / "cache")}
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "vitscale", "prepare", str(root), "--dataset",
+                             "imagenette", "--to", "cache", "--set", "IMG_SIZE=48"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training images at 48 px" in result.stdout
+    assert len(list((tmp_path / "cache").glob("compact-*.pt"))) == 2
+    monkeypatch.setenv("VITSCALE_CACHE", str(tmp_path / "cache"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again instead of reading the prepared cache")
+    monkeypatch.setattr(compact._Decoded, "__getitem__", fail)
+    loaders = loaders_for(root, data={"pipeline": "device"})
+    assert len(next(iter(loaders.train))[1]) == 8
 
 
 def test_dali_pipeline_from_the_config(imagenette_subset):

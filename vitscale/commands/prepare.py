@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("--shards", type=int, default=None,
                    help="TFRecord files per split (default: about 1,000 images each, at most 1024)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config keys that shape the data, e.g. --set IMG_SIZE=224 (--to cache), "
-                        "--set SEED=0 (caltech101's split)")
+                   help="config keys that shape the data, as the training config sets them: "
+                        "IMG_SIZE, data.store_size, EVAL_CROP_PCT, VAL_SPLIT (--to cache); "
+                        "SEED, data.test_fraction (caltech101's split)")
     p.set_defaults(func=run)
 
 
@@ -33,8 +34,8 @@ def run(args) -> int:
     from ..data import find_splits
     from ..errors import ConfigError
 
-    cfg = config_from_dict(apply_overrides({"DATASET": args.dataset, "MODEL": None},
-                                           args.overrides), source="prepare")
+    cfg = config_from_dict(apply_overrides({"DATASET": args.dataset}, args.overrides),
+                           source="prepare")
     splits = find_splits(cfg, Path(args.source))
     if args.to == "tfrecord":
         if not args.out:
@@ -61,15 +62,12 @@ def _to_tfrecord(splits, out: Path, shards: int | None) -> None:
 
 
 def _to_cache(cfg, splits) -> None:
-    from ..data.build import _decoded, _eval_sizes, _store_size, augment_spec
+    from ..data import decoded_splits
     from ..data.cache import cache_dir
-    from ..plan import make_plan
 
-    plan = make_plan(cfg, train_size=len(splits.train.labels))
-    spec = augment_spec(cfg, splits.info, plan.model.img_size)
-    store = _store_size(cfg, splits.info, spec)
-    train = _decoded(cfg, splits.train, store, store, "training images")
-    evaluation = _decoded(cfg, splits.evaluation, *_eval_sizes(splits.info, spec),
-                          "evaluation images")
-    print(f"decoded {len(train.labels)} training images at {store} px and "
-          f"{len(evaluation.labels)} evaluation images at {spec.img_size} px into {cache_dir()}")
+    train, evaluation, validation = decoded_splits(cfg, splits,
+                                                   cfg.IMG_SIZE or splits.info.img_size)
+    held = f" and {len(validation.labels)} validation" if validation is not None else ""
+    print(f"decoded {len(train.labels)} training images at {train.images.shape[-1]} px"
+          f"{held} and {len(evaluation.labels)} evaluation images at "
+          f"{evaluation.images.shape[-1]} px into {cache_dir()}")

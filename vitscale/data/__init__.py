@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import DataError
 from . import cache
 from .base import ImageSplit
-from .build import DataSplits, Loaders, build_loaders, find_splits
+from .build import DataSplits, Loaders, build_loaders, decoded_splits, find_splits
 from .cifar import download_cifar10
 from .datasets import DATASETS, DatasetInfo
 from .device_loader import DeviceLoader
@@ -40,17 +40,14 @@ def resolve_data_root(data: str | os.PathLike | None, dataset: str) -> Path:
 
 
 def load_splits(dataset: str, root: Path) -> tuple[ImageSplit, ImageSplit]:
-    """(train, eval) splits of a dataset that fits in memory, decoded (or from the cache)."""
+    """(train, eval) splits of a dataset that fits in memory, decoded (or from the cache), at
+    the dataset's own resolution."""
     from ..config import Config
-    from .build import _decoded, _eval_sizes, augment_spec
     cfg = Config(DATASET=dataset)
     splits = find_splits(cfg, root)
-    spec = augment_spec(cfg, splits.info, splits.info.img_size)
-    store = splits.info.img_size
-    return (_decoded(cfg, splits.train, store, store, "training images"),
-            _decoded(cfg, splits.evaluation, *_eval_sizes(splits.info, spec),
-                     f"{splits.info.eval_split} images"))
+    train, evaluation, _ = decoded_splits(cfg, splits, splits.info.img_size)
+    return train, evaluation
 
 
 __all__ = ["DATASETS", "DataSplits", "DatasetInfo", "DeviceLoader", "ImageSplit", "Loaders",
-           "build_loaders", "find_splits", "load_splits", "resolve_data_root"]
+           "build_loaders", "decoded_splits", "find_splits", "load_splits", "resolve_data_root"]

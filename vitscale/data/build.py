@@ -91,45 +91,58 @@ def augment_spec(cfg, info: DatasetInfo, img_size: int) -> AugmentSpec:
 def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, eval_batch: int,
                   device: torch.device, rank: int = 0, world_size: int = 1,
                   with_train: bool = True, num_classes: int | None = None) -> Loaders:
+    """The train (unless with_train=False), evaluation and validation loaders of this rank."""
     info = splits.info
     spec = augment_spec(cfg, info, img_size)
     train, validation = _carve(cfg, splits.train)
     pipeline = choose_pipeline(cfg, info, spec, train, splits.evaluation, device)
     common = dict(device=device, mean=info.mean, std=info.std, seed=cfg.SEED, rank=rank,
                   world_size=world_size)
-    eval_limit = cfg.LIMIT_EVAL_BATCHES
+    train_kw = dict(train=True, limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
+    eval_kw = dict(train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
     if pipeline == "device":
-        store = _store_size(cfg, info, spec)
-        train_images = _decoded(cfg, train, store, store, "training images") if with_train else None
-        make = lambda s, what: DeviceLoader(  # noqa: E731
-            *_tensors(_decoded(cfg, s, *_eval_sizes(info, spec), what)), eval_batch,
-            train=False, img_size=img_size, limit_batches=eval_limit, **common)
+        train_split, eval_split, val_split = decoded_splits(cfg, splits, img_size, with_train)
+        make = lambda s: DeviceLoader(s.images, s.labels, eval_batch,  # noqa: E731
+                                      img_size=img_size, **eval_kw)
         train_loader = DeviceLoader(
-            *_tensors(train_images), train_batch, train=True, img_size=img_size,
+            train_split.images, train_split.labels, train_batch, img_size=img_size,
             train_crop=spec.train_crop, crop_padding=spec.crop_padding, hflip=spec.hflip,
-            rrc_scale=spec.rrc_scale, rrc_ratio=spec.rrc_ratio,
-            limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common) if with_train else None
+            rrc_scale=spec.rrc_scale, rrc_ratio=spec.rrc_ratio, **train_kw) \
+            if with_train else None
     else:
         make_one = _worker_loader if pipeline == "dataloader" else _dali_loader
-        make = lambda s, what: make_one(cfg, _encoded(s), eval_batch, spec, train=False,  # noqa
-                                        limit_batches=eval_limit, **common)
-        train_loader = make_one(cfg, _encoded(train), train_batch, spec, train=True,
-                                limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common) \
+        eval_split, val_split = splits.evaluation, validation
+        make = lambda s: make_one(cfg, _encoded(s), eval_batch, spec, **eval_kw)  # noqa: E731
+        train_loader = make_one(cfg, _encoded(train), train_batch, spec, **train_kw) \
             if with_train else None
-    eval_loader = make(splits.evaluation, f"{info.eval_split} images")
-    val_loader = make(validation, "validation images") if validation is not None else None
+    eval_loader = make(eval_split)
+    val_loader = make(val_split) if val_split is not None else None
     if train_loader is not None and _mixing(cfg):
         from .mix import MixConfig, MixingLoader
         train_loader = MixingLoader(train_loader, MixConfig(
             mixup_alpha=cfg.MIXUP_ALPHA, cutmix_alpha=cfg.CUTMIX_ALPHA, prob=cfg.MIX_PROB,
             switch_prob=cfg.MIX_SWITCH_PROB, label_smoothing=cfg.LABEL_SMOOTHING,
             off_epoch=cfg.MIXUP_OFF_EPOCH, num_classes=num_classes or info.num_classes))
-    n_train = len(train.labels)
-    description = (f"data: {info.name} from {splits.root}, {n_train} train / "
+    description = (f"data: {info.name} from {splits.root}, {len(train.labels)} train / "
                    f"{len(splits.evaluation.labels)} {info.eval_dirs[0]}"
                    + (f" / {len(validation.labels)} val" if validation is not None else "")
                    + f" images; pipeline {pipeline}")
     return Loaders(train_loader, eval_loader, val_loader, splits.classes, pipeline, description)
+
+
+def decoded_splits(cfg, splits: DataSplits, img_size: int, with_train: bool = True
+                   ) -> tuple[ImageSplit | None, ImageSplit, ImageSplit | None]:
+    """The device pipeline's inputs, decoded (from the cache when it is there): train (less
+    VAL_SPLIT; None unless with_train), the evaluation split, and the carved validation split
+    (or None)."""
+    spec = augment_spec(cfg, splits.info, img_size)
+    store = _store_size(cfg, splits.info, spec)
+    train, validation = _carve(cfg, splits.train)
+    eval_sizes = _eval_sizes(splits.info, spec)
+    return (_decoded(cfg, train, store, store, "training images") if with_train else None,
+            _decoded(cfg, splits.evaluation, *eval_sizes, "evaluation images"),
+            _decoded(cfg, validation, *eval_sizes, "validation images")
+            if validation is not None else None)
 
 
 def choose_pipeline(cfg, info: DatasetInfo, spec: AugmentSpec, train: Split, evaluation: Split,
@@ -197,10 +210,6 @@ def _decoded(cfg, split: Split, resize: int, crop: int, what: str) -> ImageSplit
         return split
     return decode_split(split, resize, crop, on_bad_image=cfg.data.on_bad_image,
                         num_workers=cfg.data.num_workers, what=what)
-
-
-def _tensors(split: ImageSplit) -> tuple[torch.Tensor, torch.Tensor]:
-    return split.images, split.labels
 
 
 def _encoded(split: Split) -> EncodedSource:
