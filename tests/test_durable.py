@@ -94,6 +94,29 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_metrics(uninterrup
     assert steps == list(range(1, 25))
 
 
+def test_dataloader_pipeline_with_mixup_resumes_exactly_after_sigkill(cifar_dir, tmp_path):
+    """Worker processes, per-sample augmentation seeds and Mixup/CutMix draws: a run killed
+    mid-epoch and run again ends where the uninterrupted run ends."""
+    recipe = ["data.pipeline='dataloader'", "data.num_workers=1", "MIXUP_ALPHA=0.4",
+              "CUTMIX_ALPHA=1.0", "LABEL_SMOOTHING=0.1"]
+    whole = tmp_path / "whole"
+    assert run_cli(*train_args(whole, cifar_dir, recipe)).returncode == 0
+    run_dir = tmp_path / "killed"
+    proc = start(train_args(run_dir, cifar_dir, recipe))
+    wait_for_step(run_dir, proc, 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    result = run_cli(*train_args(run_dir, cifar_dir, recipe))
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in result.stdout and "pipeline dataloader" in result.stdout
+    same_metrics(eval_records(run_dir), eval_records(whole))
+    train = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+             if r["split"] == "train"]
+    reference = [r for r in map(json.loads, (whole / "metrics.jsonl").read_text().splitlines())
+                 if r["split"] == "train"]
+    assert [r["loss"] for r in train] == pytest.approx([r["loss"] for r in reference], abs=1e-6)
+
+
 def test_sigterm_saves_at_the_step_boundary_and_the_same_command_resumes(uninterrupted,
                                                                         cifar_dir, tmp_path):
     run_dir = tmp_path / "preempted"
