@@ -78,12 +78,16 @@ def test_device_and_dataloader_evaluation_agree_with_torchvision(imagenette_subs
     x_wrk, y_wrk = next(iter(workers.evaluation))
     assert x_dev.shape == (8, 3, 48, 48) and torch.equal(y_dev, y_wrk)
     torch.testing.assert_close(x_dev, x_wrk)
-    # torchvision's own evaluation transform on the first image: Resize(48 / 0.875), crop 48.
+    # torchvision's own evaluation transform on PIL images, Resize(48 / 0.875) + CenterCrop(48),
+    # as a plain ImageFolder pipeline does it: equal up to the rounding of the two resizers.
     source = open_split(root, "val", "imagenette")
-    reference = TF.pil_to_tensor(TF.center_crop(TF.resize(open_rgb(source.read(0), "x"), 55), 48))
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
-    torch.testing.assert_close(x_dev[0], (reference.float() - mean) / std)
+    for i in range(8):
+        pil = TF.center_crop(TF.resize(open_rgb(source.read(i), "x"), 55), 48)
+        pixels = x_dev[i] * std + mean
+        diff = (pixels - TF.pil_to_tensor(pil).float()).abs()
+        assert diff.max() <= 2.01 and diff.mean() < 0.5
 
 
 def test_device_random_resized_crop_is_torchvisions(imagenette_subset):

@@ -15,14 +15,13 @@ atomically (cache.py).
 from __future__ import annotations
 
 import os
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import cache
 from .base import ImageSplit
-from .decode import BadImage, BadImageLog, open_rgb, resize_center_crop
+from .decode import BadImage, BadImageLog, decode_rgb, decoder_name, resize_center_crop
 from .sources import EncodedSource
 
 
@@ -36,24 +35,26 @@ class _Decoded(Dataset):
     def __getitem__(self, i: int):
         name = self.source.names[i]
         try:
-            im = open_rgb(self.source.read(i), name)
+            image = decode_rgb(self.source.read(i), name)
         except BadImage as bad:
             return i, None, bad.reason
-        return i, resize_center_crop(im, self.resize, self.crop), None
+        return i, resize_center_crop(image, self.resize, self.crop).permute(1, 2, 0), None
 
 
 def decode_split(source: EncodedSource, resize: int, crop: int, *, on_bad_image: str = "error",
                  num_workers: int | None = None, what: str = "images") -> ImageSplit:
     """Every image of `source` as (N, 3, crop, crop) uint8, from the cache when it is there."""
-    key = f"compact-{source.fingerprint()}-{resize}-{crop}-{on_bad_image}.pt"
+    # The decoder is part of the key: TorchCodec and PIL may differ (EXIF orientation).
+    key = (f"compact-v2-{decoder_name()}-{source.fingerprint()}-{resize}-{crop}-"
+           f"{on_bad_image}.pt")
     cached = cache.load(key)
     if cached is not None:
         return ImageSplit(cached["images"], cached["labels"], list(cached["classes"]))
     workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
     loader = DataLoader(_Decoded(source, resize, crop), batch_size=64, num_workers=workers,
                         collate_fn=lambda items: items)
-    images = np.empty((len(source), crop, crop, 3), dtype=np.uint8)
-    keep = np.ones(len(source), dtype=bool)
+    images = torch.empty((len(source), crop, crop, 3), dtype=torch.uint8)   # channels last
+    keep = torch.ones(len(source), dtype=torch.bool)
     log = BadImageLog(on_bad_image)
     with tqdm(total=len(source), desc=f"decoding {what} (first run; cached afterwards)",
               unit="img", leave=False, disable=None, mininterval=1.0) as bar:
@@ -67,8 +68,9 @@ def decode_split(source: EncodedSource, resize: int, crop: int, *, on_bad_image:
             bar.update(len(batch))
     if (message := log.report(what)) is not None:
         print(message)
-    kept = torch.from_numpy(np.nonzero(keep)[0])
-    result = ImageSplit(torch.from_numpy(images[keep]).permute(0, 3, 1, 2),
+    kept = torch.nonzero(keep).flatten()
+    kept_images = images if keep.all() else images[keep]
+    result = ImageSplit(kept_images.permute(0, 3, 1, 2),
                         source.labels[kept], list(source.classes))
     cache.save(key, {"images": result.images, "labels": result.labels,
                      "classes": result.classes})

@@ -1,10 +1,10 @@
-"""Per-image torchvision.transforms.v2 pipelines for the DataLoader path (pipelines.md).
+"""Per-image torchvision.transforms.v2 pipelines for the DataLoader path (docs/data.md).
 
 Training: RandomResizedCrop (or CIFAR's padded RandomCrop), horizontal flip, then optionally
 RandAugment (Cubuk et al. 2020) or AutoAugment (Cubuk et al. 2019). Evaluation: Resize to
-img_size / crop_pct, CenterCrop img_size (crop_pct 0.875 is the classic 224/256). Both end in
-uint8 tensors: normalisation happens on the training device, in one batched op, where it
-costs nothing and the host->device copy moves 4x fewer bytes.
+img_size / crop_pct, CenterCrop img_size (crop_pct 0.875 is the classic 224/256). uint8
+(3, H, W) tensors in (decode.decode_rgb), uint8 tensors out; the loader normalises
+(worker_loader.py).
 """
 
 from __future__ import annotations
@@ -54,10 +54,8 @@ def train_transform(spec: AugmentSpec) -> v2.Compose:
         policy = {"imagenet": v2.AutoAugmentPolicy.IMAGENET, "cifar10": v2.AutoAugmentPolicy.CIFAR10,
                   "svhn": v2.AutoAugmentPolicy.SVHN}[spec.autoaugment]
         steps.append(v2.AutoAugment(policy))
-    steps.append(v2.PILToTensor())
     return v2.Compose(steps)
 
 
 def eval_transform(spec: AugmentSpec) -> v2.Compose:
-    return v2.Compose([v2.Resize(spec.eval_resize, antialias=True), v2.CenterCrop(spec.img_size),
-                       v2.PILToTensor()])
+    return v2.Compose([v2.Resize(spec.eval_resize, antialias=True), v2.CenterCrop(spec.img_size)])
