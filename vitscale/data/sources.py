@@ -215,7 +215,7 @@ def extract_once(archive: Path) -> Path:
     partial.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(partial, filter="data")   # refuses absolute paths and links out
+            _extract_safely(tar, partial, archive)
     except (tarfile.TarError, EOFError, OSError) as e:
         shutil.rmtree(partial, ignore_errors=True)
         raise DataError(f"{archive}: damaged or unreadable archive ({e}): replace the file") from None
@@ -224,6 +224,20 @@ def extract_once(archive: Path) -> Path:
     except OSError:                                  # another process got there first
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _extract_safely(tar: tarfile.TarFile, target: Path, archive: Path) -> None:
+    """Extract refusing absolute paths and paths or links that leave `target`."""
+    if hasattr(tarfile, "data_filter"):      # Python >= 3.11.4 / 3.12: the stdlib's check
+        tar.extractall(target, filter="data")
+        return
+    root = target.resolve()
+    for member in tar.getmembers():
+        path = (target / member.name).resolve()
+        if not path.is_relative_to(root) or member.issym() or member.islnk():
+            raise DataError(f"{archive}: member {member.name} would be written outside the "
+                            "extraction folder or is a link: refusing the archive")
+    tar.extractall(target)
 
 
 def _check_no_empty_class(classes: list[str], labels: list[int], where: Path) -> None:
