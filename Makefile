@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= $(firstword $(wildcard ../shared/datasets/cifar10))
 PYTEST_ARGS ?=
 
-.PHONY: train test install clean
+.PHONY: train test docs install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# The plots docs/run-directory.md shows, rendered from the recorded real run (the test suite
+# renders them too; they are not kept in git).
+docs: $(VENV)/.installed-test
+	$(PY) -m pytest -q tests/test_durable.py -k docs_report_images
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info

@@ -332,3 +332,24 @@ def test_weights_are_never_unpickled(tmp_path):
     with pytest.raises(Exception, match="weights-only"):
         read_weights(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_docs_report_images_are_rendered_from_the_recorded_real_run(tmp_path):
+    """docs/run-directory.md shows the report of the recorded quick_cpu run
+    (benchmarks/results): render its plots into docs/images (not kept in git; `make docs`)."""
+    import shutil
+
+    from vitscale.report import write_report
+    recorded = REPO / "benchmarks" / "results"
+    run_dir = tmp_path / "quick_cpu"
+    run_dir.mkdir()
+    shutil.copy(recorded / "2026-11-23-cpu-quick_cpu-final-metrics.jsonl", run_dir / "metrics.jsonl")
+    shutil.copy(recorded / "2026-11-23-cpu-quick_cpu-final-summary.json", run_dir / "summary.json")
+    write_report(run_dir)
+    images = REPO / "docs" / "images"
+    images.mkdir(exist_ok=True)
+    for name in ("curves_epoch", "curves_time", "lr", "throughput"):
+        png = run_dir / "report" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        shutil.copy(png, images / f"quick_cpu_{name}.png")
+    assert "47.56" in (run_dir / "report.html").read_text()
