@@ -101,7 +101,8 @@ def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, e
     train_kw = dict(train=True, limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
     eval_kw = dict(train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
     if pipeline == "device":
-        train_split, eval_split, val_split = decoded_splits(cfg, splits, img_size, with_train)
+        train_split, eval_split, val_split = _decode_for_device(
+            cfg, info, spec, train if with_train else None, splits.evaluation, validation)
         make = lambda s: DeviceLoader(s.images, s.labels, eval_batch,  # noqa: E731
                                       img_size=img_size, **eval_kw)
         train_loader = DeviceLoader(
@@ -135,12 +136,17 @@ def decoded_splits(cfg, splits: DataSplits, img_size: int, with_train: bool = Tr
     """The device pipeline's inputs, decoded (from the cache when it is there): train (less
     VAL_SPLIT; None unless with_train), the evaluation split, and the carved validation split
     (or None)."""
-    spec = augment_spec(cfg, splits.info, img_size)
-    store = _store_size(cfg, splits.info, spec)
     train, validation = _carve(cfg, splits.train)
-    eval_sizes = _eval_sizes(splits.info, spec)
-    return (_decoded(cfg, train, store, store, "training images") if with_train else None,
-            _decoded(cfg, splits.evaluation, *eval_sizes, "evaluation images"),
+    return _decode_for_device(cfg, splits.info, augment_spec(cfg, splits.info, img_size),
+                              train if with_train else None, splits.evaluation, validation)
+
+
+def _decode_for_device(cfg, info: DatasetInfo, spec: AugmentSpec, train: Split | None,
+                       evaluation: Split, validation: Split | None):
+    store = _store_size(cfg, info, spec)
+    eval_sizes = _eval_sizes(info, spec)
+    return (_decoded(cfg, train, store, store, "training images") if train is not None else None,
+            _decoded(cfg, evaluation, *eval_sizes, "evaluation images"),
             _decoded(cfg, validation, *eval_sizes, "validation images")
             if validation is not None else None)
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..config import Config
 from ..data import build_loaders, find_splits, resolve_data_root
+from ..data.mix import classification_loss
 from ..evaluate import evaluate_model
 from ..io import initialize_from
 from ..models import build_model, count_parameters
@@ -97,10 +98,7 @@ class Engine:
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against class indices (with label smoothing) or, after Mixup/CutMix,
         against soft targets (b, classes) that already carry the smoothing."""
-        if labels.ndim == 2:
-            from ..data.mix import soft_target_cross_entropy
-            return soft_target_cross_entropy(logits, labels)
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.LABEL_SMOOTHING)
+        return classification_loss(logits, labels, self.cfg.LABEL_SMOOTHING)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One optimizer step over `images`, split into `accumulation` micro-batches."""
