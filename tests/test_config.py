@@ -123,7 +123,7 @@ def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
     ({"BATCH_SIZE": 8, "LR_MILESTONES": (5, 2)}, "must be increasing"),
     ({"BATCH_SIZE": 8, "OPTIMIZER": "adam"}, "did you mean 'adamw'"),
     ({"BATCH_SIZE": 8, "fp16": {"mode": AMP_TYPE.APEX}}, "needs NVIDIA apex"),
-    ({"BATCH_SIZE": 8, "parallel": {"tensor": {"mode": "2d", "size": 4}}},
+    ({"BATCH_SIZE": 8, "parallel": {"tensor": {"mode": "1d", "size": 4}}},
      "world size 1 is not divisible by pipeline x tensor = 1 x 4"),
     ({"BATCH_SIZE": 8, "parallel": {"tensor": {"size": 2}}}, "needs a mode"),
     ({"BATCH_SIZE": 8, "TENSOR_PARALLEL_SIZE": 2}, "TENSOR_PARALLEL_SIZE=2 differs"),
@@ -167,9 +167,13 @@ def test_derived_values_for_the_shipped_configs():
     (4, {"tensor": {"mode": "3d", "size": 4}}, "'3d' needs a cube size"),
     (8, {"tensor": {"mode": "1d", "size": 8}}, "NUM_HEADS=4, HIDDEN_SIZE=256"),
     (8, {"pipeline": 8}, "DEPTH=7 blocks"),
-    (6, {"pipeline": 4}, "world size 6 is not divisible by pipeline x tensor = 4 x 1"),
-    (4, {"tensor": {"mode": "2d", "size": 4}}, "does not provide yet"),
-    (8, {"tensor": {"mode": "2.5d", "size": 8, "depth": 2}}, "does not provide yet"),
+    (6, {"tensor": {"mode": "1d", "size": 4}},
+     "world size 6 is not divisible by pipeline x tensor = 1 x 4"),
+    (4, {"tensor": {"mode": "2d", "size": 4}}, "does not run yet"),
+    (8, {"tensor": {"mode": "2.5d", "size": 8, "depth": 2}}, "does not run yet"),
+    # A layout that is valid but not run yet is refused before the world size is checked.
+    (6, {"pipeline": 4}, "asks for pipeline parallelism, which this version"),
+    (4, {"tensor": {"mode": "2d", "size": 4, "sequence_parallel": True}}, "is a 1D option"),
 ])
 def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "parallel": parallel})

@@ -190,7 +190,8 @@ def test_a_killed_rank_stops_the_others_with_its_name(victim, cifar_dir, tmp_pat
 def test_impossible_layouts_fail_before_waiting_and_a_missing_rank_times_out(cifar_dir,
                                                                           tmp_path):
     start = time.time()
-    result = run_cli(*train_args(tmp_path / "a", cifar_dir, ["parallel.pipeline=2"]),
+    result = run_cli(*train_args(tmp_path / "a", cifar_dir, ["parallel.tensor.mode='1d'",
+                                                             "parallel.tensor.size=2"]),
                      "--rank", "0", "--world-size", "3", "--host", "127.0.0.1", "--port", "1")
     assert result.returncode == 2 and "world size 3 is not divisible" in result.stderr
     assert time.time() - start < 60

@@ -42,6 +42,12 @@ class TensorParallelConfig:
     mode: Optional[TensorMode] = None
     size: int = 1
     depth: int = 1  # 2.5D (Tesseract) only: size = depth * q^2
+    # 1D only. Sequence parallelism (Korthikanti et al. 2022): LayerNorms, dropout and the
+    # residual stream hold 1/size of the tokens instead of all of them on every rank.
+    sequence_parallel: bool = False
+    # 1D only. 'replicated': every rank computes all logits; 'class_parallel': the classifier
+    # is split column-wise over classes and the loss runs on the shards (loss_parallel).
+    head: Literal["replicated", "class_parallel"] = "replicated"
 
 
 @dataclass

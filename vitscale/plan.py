@@ -65,18 +65,21 @@ class Plan:
         return asdict(self)
 
 
-def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None) -> Plan:
+def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
+              runnable: bool = True) -> Plan:
     """Check `cfg` against the world size and derive every batch and step count.
 
     `train_size` is the number of training images actually found; before the data is read,
-    the dataset's published size is used (dry runs, early validation).
+    the dataset's published size is used (dry runs, early validation). `runnable=False`
+    plans a layout that this version cannot run yet (dry runs, the planner).
     """
     dataset = DATASETS[cfg.DATASET]
     if train_size is None:
         train_size = (cfg.data.synthetic_size if dataset.kind == "synthetic" else
                       dataset.train_size) - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
-    dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth)
+    dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth,
+                                   runnable=runnable)
     dp = dims.data
     per_device, accum, global_batch = _batch_sizes(cfg, dp)
     steps = train_size // dp // (per_device * accum)

@@ -36,9 +36,15 @@ class ParallelDims:
     data: int
     tensor_mode: str | None = None
     tensor_depth: int = 1
+    sequence_parallel: bool = False     # 1D: norms and residuals hold 1/T of the tokens
+    class_parallel_head: bool = False   # 1D: classifier split over classes, loss_parallel
 
     @classmethod
-    def from_config(cls, cfg, world: int, heads: int, width: int, depth: int) -> "ParallelDims":
+    def from_config(cls, cfg, world: int, heads: int, width: int, depth: int,
+                    runnable: bool = True) -> "ParallelDims":
+        """The layout `cfg.parallel` asks for on `world` processes, checked in this order:
+        the shape of the layout itself, then (with `runnable`) whether this version runs it,
+        then the world size. A dry run plans a layout it cannot run with runnable=False."""
         pp, t = cfg.parallel.pipeline, cfg.parallel.tensor
         if pp < 1 or t.size < 1:
             raise ConfigError("parallel.pipeline and parallel.tensor.size must be at least 1")
@@ -48,6 +54,12 @@ class ParallelDims:
         if cfg.TENSOR_PARALLEL_SIZE is not None and cfg.TENSOR_PARALLEL_SIZE != t.size:
             raise ConfigError(f"TENSOR_PARALLEL_SIZE={cfg.TENSOR_PARALLEL_SIZE} differs from "
                               f"parallel.tensor.size={t.size}: make them agree")
+        if t.mode != "1d" and t.sequence_parallel:
+            raise ConfigError(f"parallel.tensor.sequence_parallel is a 1D option, but the mode "
+                              f"is {t.mode!r}: remove it or use mode='1d'")
+        if t.mode != "1d" and t.head != "replicated":
+            raise ConfigError(f"parallel.tensor.head={t.head!r} is a 1D option, but the mode is "
+                              f"{t.mode!r}: remove it or use mode='1d'")
         if t.size > 1:
             split = cls._tensor_split(t.mode, t.size, t.depth)
             if heads % split or width % split:
@@ -57,16 +69,26 @@ class ParallelDims:
         if pp > depth:
             raise ConfigError(f"parallel.pipeline={pp} stages but DEPTH={depth} blocks: each stage "
                               "needs at least one block; lower the pipeline size")
+        dims = cls(world=world, pipeline=pp, tensor=t.size, data=max(world // (pp * t.size), 1),
+                   tensor_mode=t.mode if t.size > 1 else None, tensor_depth=t.depth,
+                   sequence_parallel=t.sequence_parallel and t.size > 1,
+                   class_parallel_head=t.head == "class_parallel" and t.size > 1)
+        if runnable:
+            dims.check_runnable()
         if world % (pp * t.size):
             raise ConfigError(f"world size {world} is not divisible by pipeline x tensor = "
                               f"{pp} x {t.size}: launch a multiple of {pp * t.size} processes")
-        if pp > 1 or t.size > 1:
-            raise ConfigError(f"parallel = dict(pipeline={pp}, tensor=dict(mode={t.mode!r}, "
-                              f"size={t.size})) asks for pipeline or tensor parallelism, which this "
-                              "version of vitscale does not provide yet: use pipeline=1 and tensor "
-                              "size 1 (data parallelism scales over every process)")
-        return cls(world=world, pipeline=pp, tensor=t.size, data=world // (pp * t.size),
-                   tensor_mode=t.mode, tensor_depth=t.depth)
+        return dims
+
+    def check_runnable(self) -> None:
+        """Refuse, with one line, a valid layout that this version cannot run yet."""
+        if self.pipeline > 1 or self.tensor_mode not in (None, "1d"):
+            raise ConfigError(
+                f"parallel = dict(pipeline={self.pipeline}, tensor=dict(mode="
+                f"{self.tensor_mode!r}, size={self.tensor})) asks for "
+                f"{'pipeline parallelism' if self.pipeline > 1 else 'tensor mode ' + repr(self.tensor_mode)}"
+                ", which this version of vitscale does not run yet: use pipeline=1 and tensor "
+                "mode '1d' or none (`vitscale train FILE --dry-run` still plans it)")
 
     @staticmethod
     def _tensor_split(mode: str, size: int, depth: int) -> int:
@@ -104,7 +126,11 @@ class ParallelDims:
                                 mesh_dim_names=("dp", "pp", "tp"))
 
     def describe(self) -> str:
-        mode = f" ({self.tensor_mode})" if self.tensor > 1 else ""
+        mode = ""
+        if self.tensor > 1:
+            extras = [self.tensor_mode] + (["sequence-parallel"] if self.sequence_parallel else []) \
+                + (["class-parallel head"] if self.class_parallel_head else [])
+            mode = f" ({', '.join(extras)})"
         return f"pipeline {self.pipeline} x tensor {self.tensor}{mode} x data {self.data}"
 
 
