@@ -122,18 +122,20 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(D, size.num_classes)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        # ViT/DeiT initialisation: truncated normal(0.02) for weights and embeddings.
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """ViT/DeiT initialisation, one parameter at a time (see models/init.py)."""
+        from .init import reset_parameters
+        reset_parameters(self, generator)
+
+    def init_parameter(self, name: str, tensor: torch.Tensor, generator: torch.Generator) -> None:
+        """The model's own parameters: position embedding truncated normal(0.02), class
+        token normal(1e-6) (the rules for Linear, LayerNorm and Conv2d are in models/init.py)."""
+        if name == "pos_embed":
+            nn.init.trunc_normal_(tensor, std=0.02, generator=generator)
+        elif name == "cls_token":
+            nn.init.normal_(tensor, std=1e-6, generator=generator)
+        else:
+            raise KeyError(f"no initialisation rule for VisionTransformer.{name}")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, N + 1, D) tokens with the class token first."""
