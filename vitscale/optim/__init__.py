@@ -16,6 +16,7 @@ from torch import nn
 
 from .lamb import Lamb
 from .lars import Lars
+from .lr_scale import split_lr_scaled
 from .norms import clip_grad_norm_, global_squared_norms
 from .schedules import SCHEDULES, lr_multiplier, scaled_lr
 
@@ -23,14 +24,15 @@ OPTIMIZERS = ("adamw", "sgd", "lamb", "lars")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """[decayed and adapted weights, the rest]: `adapt` is read by Lamb and Lars."""
+    """[decayed and adapted weights, the rest]: `adapt` is read by Lamb and Lars. Parameters
+    with an LR multiplier (FFF_LR_DEPTH) follow in groups of their own (lr_scale.py)."""
     no_decay = model.no_weight_decay_names() if hasattr(model, "no_weight_decay_names") else set()
     decay, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (rest if name in no_decay or p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "adapt": True},
-            {"params": rest, "weight_decay": 0.0, "adapt": False}]
+    return split_lr_scaled(model, [{"params": decay, "weight_decay": weight_decay, "adapt": True},
+                                   {"params": rest, "weight_decay": 0.0, "adapt": False}])
 
 
 def optimizer_class(cfg, device: torch.device) -> tuple[type, dict]:
@@ -57,6 +59,7 @@ def build_optimizer(groups: list[dict], cfg, lr: float, device: torch.device, ze
     of the optimizer state (torch's ZeroRedundancyOptimizer), then broadcasts its parameters.
     """
     cls, kwargs = optimizer_class(cfg, device)
+    groups = [{**g, "lr": lr * g["lr_scale"]} if "lr_scale" in g else g for g in groups]
     if zero_mesh is None:
         return cls(groups, lr=lr, **kwargs)
     from torch.distributed.optim import ZeroRedundancyOptimizer
