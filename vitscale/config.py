@@ -115,6 +115,16 @@ class Config:
     DEPTH: Optional[int] = None
     NUM_HEADS: Optional[int] = None
     MLP_RATIO: Optional[float] = None
+    # Feed-forward sublayer (models/ffn.py, docs/experiments.md); None keeps the MODEL's.
+    MLP_DIM: Optional[int] = None        # hidden width of the MLP, instead of MLP_RATIO x width
+    FFN: Optional[Literal["mlp", "fff"]] = None  # dense MLP or fast feed-forward trees
+    FFN_PER_BLOCK: Optional[int] = None  # feed-forward sublayers per block, each with a residual
+    FFF_DEPTH: Optional[int] = None      # FFN='fff': tree depth d (levels 0..d)
+    FFF_TREES: Optional[int] = None      # FFN='fff': parallel trees (default 1)
+    FFF_FANOUT: Optional[int] = None     # FFN='fff': children per node (default 2)
+    FFF_DENSE: Optional[int] = None      # FFN='fff': width of a dense MLP beside the trees
+    FFF_LR_DEPTH: Optional[tuple] = None  # FFN='fff': LR multipliers root..leaves, or 2 values
+    FFF_EVAL: Optional[Literal["dense", "conditional"]] = None  # FFN='fff': evaluation path
     NUM_CLASSES: Optional[int] = None    # defaults to the dataset's class count
     QKV_BIAS: Optional[bool] = None
     DROP_RATE: float = 0.0

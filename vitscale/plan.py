@@ -26,11 +26,17 @@ from .config import Config, suggest
 from .data.datasets import DATASETS, DatasetInfo
 from .distributed.mesh import ParallelDims
 from .errors import ConfigError
-from .models import VARIANTS, ViTSize, get_variant, with_overrides
+from .models import VARIANTS, ViTSize, describe_feed_forward, get_variant, with_overrides
+from .models.fff import tree_neurons
 from .optim.schedules import scaled_lr
 from .precision import check_available
 
 _SIZE_KEYS = ("IMG_SIZE", "PATCH_SIZE", "HIDDEN_SIZE", "DEPTH", "NUM_HEADS")
+# Config keys of the feed-forward sublayer -> ViTSize fields (models/ffn.py).
+FFN_KEYS = {"MLP_DIM": "mlp_dim", "FFN": "ffn", "FFN_PER_BLOCK": "ffn_per_block",
+            "FFF_DEPTH": "fff_depth", "FFF_TREES": "fff_trees", "FFF_FANOUT": "fff_fanout",
+            "FFF_DENSE": "fff_dense", "FFF_LR_DEPTH": "fff_lr_depth", "FFF_EVAL": "fff_eval"}
+_MAX_FFF_NEURONS = 2**24  # per layer; beyond this the dense training multiply cannot fit
 DEFAULT_MODEL = "vit_lite_7_4"
 
 
@@ -59,6 +65,7 @@ class Plan:
             "accumulation_steps": self.accumulation, "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
             "peak_lr": self.peak_lr, "precision": self.precision,
+            "ffn": describe_feed_forward(self.model),
         }
 
     def to_dict(self) -> dict:
@@ -78,6 +85,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
         train_size = (cfg.data.synthetic_size if dataset.kind == "synthetic" else
                       dataset.train_size) - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
+    _check_ffn_layout(cfg, size)
     dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth,
                                    runnable=runnable)
     dp = dims.data
@@ -168,7 +176,8 @@ def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
     size = with_overrides(
         base, img_size=cfg.IMG_SIZE, patch=cfg.PATCH_SIZE, width=cfg.HIDDEN_SIZE,
         depth=cfg.DEPTH, heads=cfg.NUM_HEADS, mlp_ratio=cfg.MLP_RATIO, qkv_bias=cfg.QKV_BIAS,
-        num_classes=cfg.NUM_CLASSES or dataset.num_classes)
+        num_classes=cfg.NUM_CLASSES or dataset.num_classes,
+        **{field: getattr(cfg, key) for key, field in FFN_KEYS.items()})
     if name != "custom" and size != with_overrides(get_variant(name), num_classes=size.num_classes):
         name = f"{name} (modified)"
     if size.num_classes != dataset.num_classes:
@@ -185,10 +194,52 @@ def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
                        ("IMG_SIZE", size.img_size), ("MLP_RATIO", size.mlp_ratio)):
         if value <= 0:
             raise ConfigError(f"{key}={value} must be positive")
+    _check_feed_forward(cfg, size)
     if cfg.SEQ_LENGTH is not None and cfg.SEQ_LENGTH != size.seq_length:
         raise ConfigError(f"SEQ_LENGTH={cfg.SEQ_LENGTH} does not match the model's "
                           f"(IMG_SIZE // PATCH_SIZE)**2 + 1 = {size.seq_length}: fix or remove it")
     return size, name
+
+
+def _check_feed_forward(cfg: Config, size: ViTSize) -> None:
+    """The feed-forward keys agree with each other and with FFN (docs/configuration.md)."""
+    fff_keys = [k for k in FFN_KEYS if k.startswith("FFF_") and getattr(cfg, k) is not None]
+    if size.ffn != "fff" and fff_keys:
+        raise ConfigError(f"{fff_keys[0]} is set but FFN is {size.ffn!r}: set FFN = 'fff' to use "
+                          f"fast feed-forward trees, or remove {fff_keys[0]}")
+    if size.ffn == "fff" and cfg.MLP_DIM is not None:
+        raise ConfigError("MLP_DIM sizes a dense MLP but FFN is 'fff': size the trees with "
+                          "FFF_DEPTH and FFF_TREES (FFF_DENSE adds a dense MLP beside them)")
+    if size.ffn == "fff" and size.fff_depth is None:
+        raise ConfigError("FFN='fff' needs FFF_DEPTH, the depth of each tree: e.g. FFF_DEPTH = 7 "
+                          "(255 neurons, about an MLP of width 256)")
+    for key, low in (("MLP_DIM", 1), ("FFN_PER_BLOCK", 1), ("FFF_DEPTH", 0), ("FFF_TREES", 1),
+                     ("FFF_FANOUT", 2), ("FFF_DENSE", 0)):
+        value = getattr(size, FFN_KEYS[key])
+        if value is not None and value < low:
+            raise ConfigError(f"{key}={value!r} must be at least {low}")
+    if size.ffn != "fff":
+        return
+    neurons = tree_neurons(size.fff_depth, size.fff_fanout) * size.fff_trees
+    if neurons > _MAX_FFF_NEURONS:
+        raise ConfigError(f"FFF_DEPTH={size.fff_depth} at fan-out {size.fff_fanout} x "
+                          f"{size.fff_trees} trees is {neurons:,} neurons per layer, more than "
+                          f"{_MAX_FFF_NEURONS:,}: lower FFF_DEPTH or FFF_FANOUT")
+    lr = size.fff_lr_depth
+    if lr is not None and (len(lr) not in (2, size.fff_depth + 1) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lr)):
+        raise ConfigError(f"FFF_LR_DEPTH={lr!r} needs {size.fff_depth + 1} positive multipliers "
+                          "(one per level, root first) or 2 (root, leaves), e.g. (0.1, 1.0)")
+
+
+def _check_ffn_layout(cfg: Config, size: ViTSize) -> None:
+    """Tensor parallelism shards dense MLPs (fc1 by columns, fc2 by rows); FFF trees it refuses."""
+    if size.ffn == "fff" and cfg.parallel.tensor.size > 1:
+        raise ConfigError(f"FFN='fff' (FFF_DEPTH={size.fff_depth}) cannot run with tensor "
+                          f"parallelism (parallel.tensor.size={cfg.parallel.tensor.size}): a "
+                          "token's path visits one node per level, so split trees would need an "
+                          "exchange per level; use FFN='mlp' with tensor parallelism, or data "
+                          "parallelism / ZeRO for FFF")
 
 
 def _batch_sizes(cfg: Config, dp: int) -> tuple[int, int, int]:

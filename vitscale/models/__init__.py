@@ -1,5 +1,8 @@
 """Model zoo: a pure ViT and the one table of sizes."""
 
+from .fff import FFF
+from .ffn import FEED_FORWARDS, build_feed_forward, describe_feed_forward
+from .mlp import MLP
 from .variants import VARIANTS, ViTSize, get_variant, with_overrides
 from .vit import VisionTransformer
 
@@ -12,5 +15,6 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["VARIANTS", "ViTSize", "VisionTransformer", "build_model", "count_parameters",
+__all__ = ["FEED_FORWARDS", "FFF", "MLP", "VARIANTS", "ViTSize", "VisionTransformer",
+           "build_feed_forward", "build_model", "count_parameters", "describe_feed_forward",
            "get_variant", "with_overrides"]

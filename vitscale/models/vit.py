@@ -7,17 +7,24 @@ so this file is written for that:
   * the number of heads is derived from local shapes at run time (`view(B, N, -1, head_dim)`),
     so sharded projections stay correct without touching the module;
   * `blocks` is a plain ModuleList and `forward` is a straight pipeline of named stages
-    (patch_embed -> blocks -> norm -> head), which pipeline splitting cuts between.
+    (patch_embed -> blocks -> norm -> head), which pipeline splitting cuts between;
+  * the feed-forward sublayer is built by models/ffn.py from the size (an MLP of any width,
+    several per block, or FFF trees); dense widths stay `MLP` modules with `fc1`/`fc2`.
 
 Shapes: B batch, C channels, H/W image size, P patch, N = (H/P)(W/P) patches, D width.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ffn import build_feed_forward
+from .mlp import MLP  # noqa: F401  (vitscale.models.vit.MLP: tensor parallelism looks for it)
 from .variants import ViTSize
 
 
@@ -59,17 +66,6 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, -1))             # (B, N, D)
 
 
-class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
-
-
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al. 2016): drop a residual branch per sample."""
 
@@ -85,20 +81,28 @@ class DropPath(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)) and, with
+    `ffn_per_block` > 1, x + mlp2(norm3(x)) and so on, each sublayer with its own norm and
+    residual. `make_ffn()` builds one feed-forward sublayer (models/ffn.py): the block does not
+    know which kind. The first keeps the names `norm2` and `mlp` of every ViT (timm weights)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True,
-                 drop: float = 0.0, drop_path: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, make_ffn: Callable[[], nn.Module],
+                 ffn_per_block: int = 1, qkv_bias: bool = True, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), drop=drop)
+        self.ffn_names = [(f"norm{i + 2}", "mlp" if i == 0 else f"mlp{i + 1}")
+                          for i in range(ffn_per_block)]
+        for norm, ffn in self.ffn_names:
+            self.add_module(norm, nn.LayerNorm(dim, eps=1e-6))
+            self.add_module(ffn, make_ffn())
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        for norm, ffn in self.ffn_names:
+            x = x + self.drop_path(getattr(self, ffn)(getattr(self, norm)(x)))
+        return x
 
 
 class VisionTransformer(nn.Module):
@@ -115,8 +119,9 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         # Stochastic depth grows linearly with depth (Huang et al. 2016; DeiT).
         rates = [drop_path_rate * i / max(1, size.depth - 1) for i in range(size.depth)]
+        make_ffn = partial(build_feed_forward, size, drop_rate)
         self.blocks = nn.ModuleList(
-            Block(D, size.heads, size.mlp_ratio, size.qkv_bias, drop_rate, rates[i])
+            Block(D, size.heads, make_ffn, size.ffn_per_block, size.qkv_bias, rates[i])
             for i in range(size.depth))
         self.norm = nn.LayerNorm(D, eps=1e-6)
         self.head = nn.Linear(D, size.num_classes)
