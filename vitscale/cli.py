@@ -2,6 +2,8 @@
 
     vitscale train CONFIG [--data PATH] [--set KEY=VALUE ...] [--run-dir DIR] [--dry-run]
     vitscale models
+    vitscale sweep CONFIG --grid KEY=v1,v2 [--grid ...] [--repeats N] [--set KEY=VALUE ...]
+    vitscale report --sweep RESULTS --x KEY [--series KEY]
     vitscale bench step --model NAME --batch B [--steps N] [--json]
 
 Input errors (config, data, environment) print one line, `vitscale: error: ...`, and exit 2.
@@ -20,6 +22,10 @@ from .errors import VitscaleError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitscale", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"vitscale {__version__}")
+    parser.add_argument("--log-all-ranks", action="store_true",
+                        help="every rank logs (default: rank 0 only)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"],
+                        help="log level of vitscale's messages (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
@@ -28,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .logs import setup_logging
+    setup_logging(all_ranks=args.log_all_ranks, level=args.log_level)
     from .train.trainer import Interrupted
     try:
         return args.func(args)
