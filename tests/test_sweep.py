@@ -23,6 +23,10 @@ def test_grid_values_are_literals_bare_words_or_whole_tuples():
     assert len(points) == 8 and points[0].values == (("A", 1), ("B", "x"))
     assert [p.repeat for p in points[:2]] == [0, 1]
     assert points[2].overrides() == ["A=1", "B='y'"]
+    zipped = expand_grid(["FFF_DEPTH,FFF_TREES=(3,16),(7,1)", "SEED=1,2"])
+    assert [p.values for p in zipped[::2]] == [
+        (("FFF_DEPTH", 3), ("FFF_TREES", 16), ("SEED", 1)),
+        (("FFF_DEPTH", 7), ("FFF_TREES", 1), ("SEED", 1))]
 
 
 @pytest.mark.parametrize("options, repeats, message", [
@@ -31,6 +35,7 @@ def test_grid_values_are_literals_bare_words_or_whole_tuples():
     (["A=1", "A=2"], 1, "given twice"),
     (["SEED=1,2"], 2, "keep one"),
     (["A=1"], 0, "at least 1"),
+    (["A,B=1,2"], 1, "2 keys need values of 2 each"),
 ])
 def test_bad_grids_are_one_line_errors(options, repeats, message):
     with pytest.raises(ConfigError, match=message):
