@@ -48,8 +48,7 @@ def _stop_on_sigterm(signum, frame):
 
 
 def run(args) -> int:
-    from ..data import find_splits, resolve_data_root
-    from ..errors import ConfigError
+    from ..errors import ConfigError, DataError
     from ..sweep import plan_runs, run_sweep
 
     if not args.grid and args.repeats == 1:
@@ -59,11 +58,10 @@ def run(args) -> int:
     out = Path(args.out or Path("runs") / "sweeps" / Path(args.config).stem)
     results = Path(args.results or out / "results.jsonl")
     runs = plan_runs(args.config, args.grid, args.repeats, args.overrides, out)
-    first = runs[0].cfg
-    data = None
-    if first.DATASET != "synthetic":  # a bad --data stops here, before any run starts
-        data = resolve_data_root(args.data, first.DATASET)
-        find_splits(first, data)
+    # Each run resolves its data as `vitscale train --data` does; a missing folder stops here.
+    if args.data and not Path(args.data).exists():
+        raise DataError(f"--data {args.data} does not exist: pass the dataset folder, e.g. "
+                        "--data ../shared/datasets/cifar10")
     gpus = _gpus(args.device)
     jobs = args.jobs or max(1, len(gpus))
     where = f"{jobs} at a time over GPUs {','.join(gpus)}" if gpus else (
@@ -71,7 +69,7 @@ def run(args) -> int:
     print(f"sweep: {len(runs)} runs of {args.config}, {where}; results in {results}", flush=True)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        outcome = run_sweep(runs, results, args.config, data=data and str(data),
+        outcome = run_sweep(runs, results, args.config, data=args.data,
                             device=args.device, gpus=gpus, jobs=jobs,
                             echo=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
