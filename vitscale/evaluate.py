@@ -1,5 +1,7 @@
 """Evaluation: loss, top-1, top-5 and per-class accuracy over a loader, with counts summed
-(never averaged averages), so that shards and ranks add up exactly.
+(never averaged averages), so that shards and ranks add up exactly. The sums are reduced as the
+model's OutputLayout says: over the data-parallel ranks, which see different images, never
+over tensor-parallel peers, which see the same ones.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcontext,
-                   cast_input=lambda x: x, per_class: bool = False) -> dict:
-    """Metrics in % (accuracy) and nats (loss) over every batch of `loader`."""
+                   cast_input=lambda x: x, per_class: bool = False, layout=None) -> dict:
+    """Metrics in % (accuracy) and nats (loss) over every batch of `loader`.
+
+    `layout` (parallel/layout.py) says how logits are laid out and over which ranks the
+    batches are split; without one, the model is whole and this process sees every batch.
+    """
+    from .optim.norms import local
     model.eval()
-    device = next(model.parameters()).device
+    device = local(next(model.parameters())).device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hits = torch.zeros(2, device=device, dtype=torch.int64)          # top-1, top-5
     class_hits = torch.zeros(num_classes, device=device, dtype=torch.int64)
@@ -26,6 +33,8 @@ def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcont
     for x, y in loader:
         with autocast():
             logits = model(cast_input(x))
+        if layout is not None:
+            logits = layout.full(logits)  # class-parallel logits: gather the b x C values
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices == y[:, None]
         hits += torch.stack([top[:, 0].sum(), top.any(dim=-1).sum()])
@@ -33,8 +42,10 @@ def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcont
         class_count += torch.bincount(y, minlength=num_classes)
     totals = torch.cat([loss_sum.float().view(1), hits.float(), class_hits.float(),
                         class_count.float()])
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(totals)  # one collective: sums over data-parallel shards
+    if layout is not None:
+        layout.sum_over_batch(totals)  # one collective: sums over data-parallel shards
+    elif dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
     seconds = time.perf_counter() - start
     count = max(int(totals[3 + num_classes:].sum().item()), 1)
     result = {"loss": totals[0].item() / count, "acc1": 100.0 * totals[1].item() / count,

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .config import Config, suggest
-from .data.datasets import DATASETS, DatasetInfo
+from .data.datasets import DatasetInfo, dataset_info
+from .data.infer import default_model, infer_dataset
 from .distributed.mesh import ParallelDims
 from .errors import ConfigError
 from .models import VARIANTS, ViTSize, describe_feed_forward, get_variant, with_overrides
@@ -37,7 +38,7 @@ FFN_KEYS = {"MLP_DIM": "mlp_dim", "FFN": "ffn", "FFN_PER_BLOCK": "ffn_per_block"
             "FFF_DEPTH": "fff_depth", "FFF_TREES": "fff_trees", "FFF_FANOUT": "fff_fanout",
             "FFF_DENSE": "fff_dense", "FFF_LR_DEPTH": "fff_lr_depth", "FFF_EVAL": "fff_eval"}
 _MAX_FFF_NEURONS = 2**24  # per layer; beyond this the dense training multiply cannot fit
-DEFAULT_MODEL = "vit_lite_7_4"
+DEFAULT_MODEL = "vit_lite_7_4"  # at 32 px; data/infer.default_model picks by resolution
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class Plan:
     accumulation: int
     global_batch: int
     eval_batch: int
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
+    steps_per_epoch: int | None  # None: a 'folder' dataset planned before its data is read
+    total_steps: int | None
+    warmup_steps: int | None
     precision: str
     peak_lr: float
 
@@ -78,10 +79,15 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
 
     `train_size` is the number of training images actually found; before the data is read,
     the dataset's published size is used (dry runs, early validation). `runnable=False`
-    plans a layout that this version cannot run yet (dry runs, the planner).
+    plans a layout that this version cannot run yet (dry runs, the planner), and leaves
+    out the check that this machine has what the precision needs (apex).
+    A config without DATASET is planned on the dataset its keys point to (data/infer.py); the
+    CLI and build_engine resolve it from the data first.
     """
-    dataset = DATASETS[cfg.DATASET]
-    if train_size is None:
+    if cfg.DATASET is None or (cfg.DATASET == "folder" and cfg.IMG_SIZE is None):
+        cfg = infer_dataset(cfg, scan=False).config
+    dataset = dataset_info(cfg)
+    if train_size is None and dataset.train_size is not None:
         train_size = (cfg.data.synthetic_size if dataset.kind == "synthetic" else
                       dataset.train_size) - cfg.VAL_SPLIT
     size, name = resolve_model(cfg, dataset)
@@ -89,27 +95,34 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
     dims = ParallelDims.from_config(cfg, world_size, size.heads, size.width, size.depth,
                                    runnable=runnable)
     dp = dims.data
+    if cfg.parallel.data is not None and cfg.parallel.data != dp and runnable:
+        raise ConfigError(f"parallel.data={cfg.parallel.data} but world size {world_size} / "
+                          f"(pipeline x tensor = {dims.pipeline * dims.tensor}) gives {dp} "
+                          f"data-parallel ranks: launch {cfg.parallel.data * dims.pipeline * dims.tensor}"
+                          " processes or remove parallel.data")
     per_device, accum, global_batch = _batch_sizes(cfg, dp)
-    steps = train_size // dp // (per_device * accum)
-    if steps == 0:
-        raise ConfigError(f"global batch {global_batch} is larger than the {train_size} "
-                          f"training images of {dataset.name}: lower TOTAL_BATCH_SIZE or BATCH_SIZE")
-    if cfg.LIMIT_TRAIN_BATCHES:
-        steps = min(steps, cfg.LIMIT_TRAIN_BATCHES)
+    _check_pipeline_keys(cfg, dims, size, per_device)
+    steps = warmup = None
+    if train_size is not None:
+        steps = train_size // dp // (per_device * accum)
+        if steps == 0:
+            raise ConfigError(f"global batch {global_batch} is larger than the {train_size} "
+                              f"training images of {dataset.name}: lower TOTAL_BATCH_SIZE or "
+                              "BATCH_SIZE")
+        if cfg.LIMIT_TRAIN_BATCHES:
+            steps = min(steps, cfg.LIMIT_TRAIN_BATCHES)
     _check_positive(cfg)
-    warmup = _warmup_steps(cfg, steps)
+    if steps is not None:
+        warmup = _warmup_steps(cfg, steps)
     precision = cfg.precision_name
-    check_available(precision)
+    if runnable:
+        check_available(precision)
     if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:
         raise ConfigError("LR_SCHEDULE='multistep' needs LR_MILESTONES, e.g. (30, 60, 80) epochs")
     if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
             not isinstance(m, (int, float)) or m < 0 for m in cfg.LR_MILESTONES):
         raise ConfigError(f"LR_MILESTONES={cfg.LR_MILESTONES!r} must be increasing epoch numbers")
-    if cfg.zero is not None and cfg.zero.stage >= 2 and precision in ("fp16", "naive_fp16",
-                                                                        "apex"):
-        raise ConfigError(f"zero stage {cfg.zero.stage} (FSDP2) runs precision 'fp32', 'bf16' or "
-                          f"'pure_bf16', not {precision!r}: use precision = 'bf16', or zero "
-                          "stage 1 / no zero for fp16")
+    _check_precision_layout(precision, dims)
     if cfg.dist_timeout <= 0:
         raise ConfigError(f"dist_timeout={cfg.dist_timeout} must be a positive number of seconds")
     _check_data(cfg, dataset, per_device * accum)
@@ -119,8 +132,24 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
     return Plan(model=size, model_name=name, dataset=dataset, dims=dims,
                 per_device_batch=per_device, accumulation=accum, global_batch=global_batch,
                 eval_batch=cfg.EVAL_BATCH_SIZE or 2 * per_device, steps_per_epoch=steps,
-                total_steps=steps * cfg.NUM_EPOCHS, warmup_steps=warmup,
+                total_steps=steps * cfg.NUM_EPOCHS if steps is not None else None,
+                warmup_steps=warmup,
                 precision=precision, peak_lr=peak_lr)
+
+
+def _check_precision_layout(precision: str, dims: ParallelDims) -> None:
+    """Precision modes that cannot hold DTensor parameters, refused with the reason."""
+    if precision == "apex" and (dims.tensor > 1 or dims.uses_fsdp):
+        raise ConfigError("fp16 mode AMP_TYPE.APEX (apex O1) patches torch functions for plain "
+                          "tensors, but tensor parallelism and FSDP2 hold DTensor parameters: "
+                          "use fp16 = dict(mode=AMP_TYPE.TORCH) or precision = 'bf16'")
+    if precision == "naive_fp16" and dims.uses_fsdp:
+        how = f"zero stage {dims.zero_stage}" if dims.zero_stage else \
+            "data parallelism under tensor parallelism"
+        raise ConfigError(f"fp16 mode AMP_TYPE.NAIVE keeps fp32 master copies beside an fp16 "
+                          f"model, but {how} runs on FSDP2, whose sharded fp32 parameters are "
+                          "the masters: use fp16 = dict(mode=AMP_TYPE.TORCH) or precision = "
+                          "'bf16'")
 
 
 def _check_data(cfg: Config, dataset: DatasetInfo, loader_batch: int) -> None:
@@ -157,7 +186,9 @@ def _warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
-    """The model size: a named variant with any size keys applied on top, or keys alone."""
+    """The model size: a named variant with any size keys applied on top, all five size keys
+    alone, or the seeds' model for the resolution (data/infer.default_model) with any size keys
+    given applied on top."""
     given = {k: getattr(cfg, k) for k in _SIZE_KEYS if getattr(cfg, k) is not None}
     if cfg.MODEL is not None:
         if cfg.MODEL not in VARIANTS:
@@ -165,14 +196,11 @@ def resolve_model(cfg: Config, dataset: DatasetInfo) -> tuple[ViTSize, str]:
                               ": run `vitscale models` for the list, or give the size keys "
                               f"{', '.join(_SIZE_KEYS)} with MODEL = None")
         base, name = get_variant(cfg.MODEL), cfg.MODEL
-    elif given:
-        missing = [k for k in _SIZE_KEYS if k not in given]
-        if missing:
-            raise ConfigError(f"{missing[0]} is not set: a model without MODEL needs all of "
-                              f"{', '.join(_SIZE_KEYS)} (or set MODEL, e.g. MODEL = 'vit_lite_7_4')")
+    elif len(given) == len(_SIZE_KEYS):
         base, name = ViTSize(width=0, depth=0, heads=1, mlp_ratio=4.0, patch=1, img_size=1), "custom"
     else:
-        base, name = get_variant(DEFAULT_MODEL), DEFAULT_MODEL
+        name = default_model(cfg.IMG_SIZE or dataset.img_size)
+        base = get_variant(name)
     size = with_overrides(
         base, img_size=cfg.IMG_SIZE, patch=cfg.PATCH_SIZE, width=cfg.HIDDEN_SIZE,
         depth=cfg.DEPTH, heads=cfg.NUM_HEADS, mlp_ratio=cfg.MLP_RATIO, qkv_bias=cfg.QKV_BIAS,
@@ -240,6 +268,32 @@ def _check_ffn_layout(cfg: Config, size: ViTSize) -> None:
                           "token's path visits one node per level, so split trees would need an "
                           "exchange per level; use FFN='mlp' with tensor parallelism, or data "
                           "parallelism / ZeRO for FFF")
+
+
+def _check_pipeline_keys(cfg: Config, dims: ParallelDims, size: ViTSize, per_device: int) -> None:
+    """NUM_MICRO_BATCHES and TENSOR_SHAPE (seed 003's pipeline keys) against the layout: the
+    per-device batch splits into NUM_MICRO_BATCHES micro-batches, and each stage sends
+    (micro-batch / batch split, SEQ_LENGTH, HIDDEN_SIZE / hidden split) activations, where the
+    tensor mode splits the batch and width as Colossal-AI's layers do (1D: none; 2D and 2.5D:
+    q each; 3D: batch q^2, width q)."""
+    if dims.pipeline == 1:
+        return  # listed as ignored when the config is read (colossal.py)
+    micro = cfg.NUM_MICRO_BATCHES
+    if micro is not None and (micro < 1 or per_device % micro):
+        raise ConfigError(f"NUM_MICRO_BATCHES={micro} does not divide the per-device batch "
+                          f"{per_device}: choose a divisor of {per_device}")
+    if cfg.TENSOR_SHAPE is None:
+        return
+    q = {"2d": lambda t: round(t ** 0.5), "2.5d": lambda t: round((t // dims.tensor_depth) ** 0.5),
+         "3d": lambda t: round(t ** (1 / 3))}.get(dims.tensor_mode, lambda t: 1)(dims.tensor)
+    batch_split, width_split = {"2d": (q, q), "2.5d": (q, q), "3d": (q * q, q)}.get(
+        dims.tensor_mode, (1, 1))
+    expected = (per_device // (micro or 1) // batch_split, size.seq_length,
+                size.width // width_split)
+    if tuple(cfg.TENSOR_SHAPE) != expected:
+        raise ConfigError(f"TENSOR_SHAPE={tuple(cfg.TENSOR_SHAPE)} differs from the activations "
+                          f"each pipeline stage sends in this layout, {expected} (micro-batch, "
+                          "tokens, width per tensor rank): fix or remove TENSOR_SHAPE")
 
 
 def _batch_sizes(cfg: Config, dp: int) -> tuple[int, int, int]:

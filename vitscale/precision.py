@@ -36,6 +36,9 @@ class AMP_TYPE(str, enum.Enum):  # noqa: N801 - the seeds' spelling, available i
     TORCH = "torch"
     NAIVE = "naive"
     APEX = "apex"
+    # Colossal-AI's first releases called naive fp16 PARALLEL (`fp16 = dict(mode=AMP_TYPE.PARALLEL)`
+    # in its early ViT configs): an alias, so AMP_TYPE.PARALLEL is AMP_TYPE.NAIVE.
+    PARALLEL = "naive"
 
     def __repr__(self) -> str:  # printed in resolved configs
         return f"AMP_TYPE.{self.name}"
@@ -188,14 +191,45 @@ class Precision:
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
 
+class AgreeingGradScaler(torch.amp.GradScaler):
+    """torch's dynamic GradScaler, for gradients that are DTensors or shards.
+
+    Unscaling runs on each gradient's local tensor (torch's version feeds plain and DTensor
+    gradients to one foreach kernel, which DTensor refuses), and the overflow flag is
+    all-reduced (MAX, one value) over every rank, so that all ranks skip the same steps and
+    keep the same scale: a shard can overflow where its peers do not. FSDP1's
+    ShardedGradScaler makes the same two changes for flat parameters.
+    """
+
+    def _unscale_grads_(self, optimizer, inv_scale, found_inf, allow_fp16):
+        from .optim.norms import local
+        by_device: dict[tuple, list[torch.Tensor]] = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    g = local(p.grad)
+                    by_device.setdefault((g.device, g.dtype), []).append(g)
+        found = {}
+        for (device, _), grads in by_device.items():
+            flag = found.setdefault(device, found_inf.to(device))
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, inv_scale.to(device))
+        return found or {found_inf.device: found_inf}
+
+    def unscale_(self, optimizer) -> None:
+        super().unscale_(optimizer)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for flag in self._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values():
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+
+
 class AutocastPrecision(Precision):
-    """fp32 weights, autocast compute; fp16 adds torch's dynamic GradScaler."""
+    """fp32 weights, autocast compute; fp16 adds a dynamic GradScaler (AgreeingGradScaler)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype, scaler: ScalerSettings | None):
         super().__init__(device)
         self.dtype = dtype
         self.name = "fp16" if dtype == torch.float16 else "bf16"
-        self.scaler = None if scaler is None else torch.amp.GradScaler(
+        self.scaler = None if scaler is None else AgreeingGradScaler(
             device.type, init_scale=scaler.init_scale, growth_factor=scaler.growth_factor,
             backoff_factor=scaler.backoff_factor, growth_interval=scaler.growth_interval)
 

@@ -31,9 +31,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            pass  # a line being written right now
+            continue  # a line being written right now
+        if record.get("split") != "accounting":  # measured costs, not a learning curve
+            records.append(record)
     return records
 
 

@@ -8,10 +8,9 @@ import time
 import torch
 
 from ..config import config_from_dict
-from ..models import VisionTransformer, get_variant
-from ..parallel import parallelize
+from ..models import get_variant
 from ..plan import make_plan
-from ..train.engine import Engine
+from ..train.engine import Engine, engine_from_plan
 
 
 def sync(device: torch.device) -> None:
@@ -33,15 +32,11 @@ def bench_engine(model: str, batch: int, device: torch.device, seed: int = 0,
                  **config) -> Engine:
     """vitscale's Engine for variant `model` (its own class count), AdamW, no data loaders."""
     values = {"MODEL": model, "BATCH_SIZE": batch, "LEARNING_RATE": 1e-4, "WEIGHT_DECAY": 0.05,
-              "NUM_EPOCHS": 1, **config}
+              "NUM_EPOCHS": 1, "SEED": seed, **config}
     cfg = config_from_dict(values, source="bench")
     size = get_variant(model)
     plan = dataclasses.replace(make_plan(cfg), model=size, model_name=model)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.allow_tf32 = cfg.tf32
-    torch.manual_seed(seed)
-    return Engine(cfg, plan, parallelize(VisionTransformer(size).to(device), cfg), device)
+    return engine_from_plan(cfg, plan, device)
 
 
 def random_batch(model: str, batch: int, device: torch.device, seed: int = 0):

@@ -7,8 +7,25 @@ Colossal-AI, tensor fastest, then pipeline, then data:
 
     rank = data_rank * (P * T) + pipeline_rank * T + tensor_rank
 
-which is the row-major order of the device mesh ("dp", "pp", "tp") that `build_mesh` makes,
-so the tensor group of a rank is its T neighbours (on one node when T <= GPUs per node).
+which is the row-major order of the device mesh that `build_mesh` makes, so the tensor group
+of a rank is its T neighbours (on one node when T <= GPUs per node). The mesh has four named
+dimensions, ("dp_replicate", "dp_shard", "pp", "tp") as in torchtitan: data parallelism is
+either replicated (DDP, ZeRO-1, or FSDP2 with shards of one rank under tensor parallelism) or
+sharded (FSDP2, ZeRO stages 2 and 3), so one of the two "dp_" dimensions has size D_data and
+the other size 1. `data_mesh` gives the one that holds the data-parallel ranks.
+
+How data parallelism is done follows from `zero` and the tensor size (`data_parallel`):
+
+| zero        | tensor size 1                       | tensor size > 1 (DTensor parameters)     |
+|-------------|-------------------------------------|------------------------------------------|
+| none        | DDP                                 | FSDP2 replicating (HSDP, shard group 1)   |
+| stage 1     | DDP + ZeroRedundancyOptimizer       | FSDP2 stage 2 (see below)                 |
+| stage 2 / 3 | FSDP2, resharding after forward at 3 | the same, composed with the tensor dim   |
+
+DDP and ZeroRedundancyOptimizer step and broadcast plain tensors; tensor-parallel parameters
+are DTensors, so under tensor parallelism FSDP2 does the data-parallel part, as torchtitan
+composes them. ZeRO-1 keeps full gradients and shards optimizer state; FSDP2 stage 2 shards
+both for the same communication volume, so it stands in for stage 1 there (logged at start).
 
 Every impossible layout is a ConfigError at start, before any process waits on another:
 2D needs T = q^2 (SUMMA, van de Geijn & Watts 1997), 2.5D T = depth x q^2 (Tesseract, Wang
@@ -38,6 +55,7 @@ class ParallelDims:
     tensor_depth: int = 1
     sequence_parallel: bool = False     # 1D: norms and residuals hold 1/T of the tokens
     class_parallel_head: bool = False   # 1D: classifier split over classes, loss_parallel
+    zero_stage: int | None = None       # as configured (`zero = dict(stage=...)`)
 
     @classmethod
     def from_config(cls, cfg, world: int, heads: int, width: int, depth: int,
@@ -72,7 +90,8 @@ class ParallelDims:
         dims = cls(world=world, pipeline=pp, tensor=t.size, data=max(world // (pp * t.size), 1),
                    tensor_mode=t.mode if t.size > 1 else None, tensor_depth=t.depth,
                    sequence_parallel=t.sequence_parallel and t.size > 1,
-                   class_parallel_head=t.head == "class_parallel" and t.size > 1)
+                   class_parallel_head=t.head == "class_parallel" and t.size > 1,
+                   zero_stage=cfg.zero.stage if cfg.zero is not None else None)
         if runnable:
             dims.check_runnable()
         if world % (pp * t.size):
@@ -114,16 +133,50 @@ class ParallelDims:
             return q
         raise ConfigError(f"unknown tensor mode {mode!r}")
 
+    @property
+    def data_parallel(self) -> str:
+        """How gradients are synchronised over the data-parallel ranks (see the table above):
+        'none', 'ddp', 'ddp_zero1', 'fsdp_replicate', 'fsdp_stage2' or 'fsdp_stage3'."""
+        if self.data == 1:
+            return "none"
+        if self.zero_stage == 3:
+            return "fsdp_stage3"
+        if self.zero_stage == 2 or (self.zero_stage == 1 and self.tensor > 1):
+            return "fsdp_stage2"
+        if self.tensor > 1:
+            return "fsdp_replicate"
+        return "ddp_zero1" if self.zero_stage == 1 else "ddp"
+
+    @property
+    def uses_fsdp(self) -> bool:
+        return self.data_parallel.startswith("fsdp")
+
+    @property
+    def sharded_data_parallel(self) -> bool:
+        """True when the data-parallel ranks shard parameters (the "dp_shard" dimension)."""
+        return self.data_parallel in ("fsdp_stage2", "fsdp_stage3")
+
     def coordinates(self, rank: int) -> tuple[int, int, int]:
         """(data, pipeline, tensor) rank of global `rank`."""
         return (rank // (self.pipeline * self.tensor), (rank // self.tensor) % self.pipeline,
                 rank % self.tensor)
 
     def build_mesh(self, device_type: str):
-        """The named device mesh ("dp", "pp", "tp"); needs an initialised process group."""
+        """The named device mesh ("dp_replicate", "dp_shard", "pp", "tp"); needs an
+        initialised process group. One of the two "dp_" dimensions has size 1."""
         from torch.distributed.device_mesh import init_device_mesh
-        return init_device_mesh(device_type, (self.data, self.pipeline, self.tensor),
-                                mesh_dim_names=("dp", "pp", "tp"))
+        shape = (1, self.data) if self.sharded_data_parallel else (self.data, 1)
+        return init_device_mesh(device_type, (*shape, self.pipeline, self.tensor),
+                                mesh_dim_names=MESH_DIMS)
+
+    def data_mesh(self, mesh):
+        """The 1-D mesh of this rank's data-parallel peers (same pipeline and tensor rank)."""
+        return mesh["dp_shard" if self.sharded_data_parallel else "dp_replicate"]
+
+    def fsdp_mesh(self, mesh):
+        """FSDP2's mesh: 1-D "dp_shard" to shard, or 2-D (replicate, shard of 1) to replicate."""
+        return mesh["dp_shard"] if self.sharded_data_parallel else \
+            mesh["dp_replicate", "dp_shard"]
 
     def describe(self) -> str:
         mode = ""
@@ -134,4 +187,5 @@ class ParallelDims:
         return f"pipeline {self.pipeline} x tensor {self.tensor}{mode} x data {self.data}"
 
 
-__all__ = ["ParallelDims"]
+MESH_DIMS = ("dp_replicate", "dp_shard", "pp", "tp")
+__all__ = ["MESH_DIMS", "ParallelDims"]

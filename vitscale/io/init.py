@@ -40,30 +40,40 @@ def _resize_pos_embed(pos: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, new * new, -1).to(pos.dtype)], 1)
 
 
-def initialize_from(model: nn.Module, path: str) -> list[str]:
-    """Load weights from `path` into `model`; returns notes on what was adapted."""
+def initial_state(path: str, shapes: dict[str, tuple[int, ...]]
+                  ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Weights from `path` adapted to a model whose parameters have the (global) `shapes`:
+    (name -> full tensor for every parameter the file provides, notes on what was adapted).
+    Works from shapes alone, so a sharded model on the meta device can be initialised from it
+    one parameter at a time (parallel/materialize.py)."""
     state = read_weights(path)
     if any(".attn.qkv." in k for k in state):
         state = from_timm(state)
-    own = model.state_dict()
     notes = []
-    unknown = sorted(set(state) - set(own))
+    unknown = sorted(set(state) - set(shapes))
     if unknown:
         raise VitscaleError(f"{path}: weights {unknown[:3]} have no place in this model: "
                             "INIT_FROM must come from a ViT of the same width and depth")
     for key in ("head.weight", "head.bias"):
-        if key in state and state[key].shape != own[key].shape:
+        if key in state and tuple(state[key].shape) != tuple(shapes[key]):
             del state[key]
             notes.append(f"{key} has another class count: left at its initialisation")
-    if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
-        state["pos_embed"] = _resize_pos_embed(state["pos_embed"], own["pos_embed"].shape[1])
-        notes.append(f"pos_embed resized to {tuple(own['pos_embed'].shape)}")
-    bad = [k for k in state if state[k].shape != own[k].shape]
+    if "pos_embed" in state and tuple(state["pos_embed"].shape) != tuple(shapes["pos_embed"]):
+        state["pos_embed"] = _resize_pos_embed(state["pos_embed"], shapes["pos_embed"][1])
+        notes.append(f"pos_embed resized to {tuple(shapes['pos_embed'])}")
+    bad = [k for k in state if tuple(state[k].shape) != tuple(shapes[k])]
     if bad:
         raise VitscaleError(f"{path}: {bad[0]} is {tuple(state[bad[0]].shape)}, the model's is "
-                            f"{tuple(own[bad[0]].shape)}: INIT_FROM must match the model size")
-    missing = sorted(set(own) - set(state))
-    model.load_state_dict(state, strict=False)
+                            f"{tuple(shapes[bad[0]])}: INIT_FROM must match the model size")
+    missing = sorted(set(shapes) - set(state))
     if missing:
         notes.append(f"not in the file, left at initialisation: {', '.join(missing)}")
+    return state, notes
+
+
+def initialize_from(model: nn.Module, path: str) -> list[str]:
+    """Load weights from `path` into an unsharded `model`; returns notes on what was adapted."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state, notes = initial_state(path, shapes)
+    model.load_state_dict(state, strict=False)
     return notes

@@ -52,20 +52,21 @@ def optimizer_class(cfg, device: torch.device) -> tuple[type, dict]:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def build_optimizer(groups: list[dict], cfg, lr: float, device: torch.device, zero_mesh=None):
+def build_optimizer(groups: list[dict], cfg, lr: float, device: torch.device, zero_group=None):
     """The configured optimizer over `groups` (from param_groups, possibly fp32 masters).
 
-    With `zero_mesh` (ZeRO stage 1) each data-parallel rank keeps and updates only its 1/N
-    of the optimizer state (torch's ZeroRedundancyOptimizer), then broadcasts its parameters.
+    With `zero_group` (ZeRO stage 1: the data-parallel process group) each data-parallel rank
+    keeps and updates only its 1/N of the optimizer state (torch's ZeroRedundancyOptimizer),
+    then broadcasts its parameters.
     """
     cls, kwargs = optimizer_class(cfg, device)
     groups = [{**g, "lr": lr * g["lr_scale"]} if "lr_scale" in g else g for g in groups]
-    if zero_mesh is None:
+    if zero_group is None:
         return cls(groups, lr=lr, **kwargs)
     from torch.distributed.optim import ZeroRedundancyOptimizer
     first, *rest = groups
     opt = ZeroRedundancyOptimizer(first["params"], optimizer_class=cls,
-                                  process_group=zero_mesh["dp"].get_group(), lr=lr,
+                                  process_group=zero_group, lr=lr,
                                   weight_decay=first["weight_decay"], **kwargs)
     opt.param_groups[0].update({k: v for k, v in first.items() if k != "params"})
     for group in rest:

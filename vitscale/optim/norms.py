@@ -43,7 +43,11 @@ def _reduce_groups(layout: torch.Tensor) -> tuple:
             if p.is_partial():
                 raise ValueError("norm of a Partial DTensor: redistribute it to Shard/Replicate")
         mesh = layout.device_mesh
-        return tuple(mesh.get_group(d) for d, p in enumerate(layout.placements) if p.is_shard())
+        # Every placement that is neither Replicate nor Partial splits the tensor: Shard, and
+        # FSDP2's _StridedShard on top of a tensor-parallel Shard (which, in torch 2.14, is
+        # not a Shard subclass and answers is_shard() with False).
+        return tuple(mesh.get_group(d) for d, p in enumerate(layout.placements)
+                     if not p.is_replicate() and mesh.size(d) > 1)
     return tuple(getattr(layout, "shard_groups", ()) or ())
 
 

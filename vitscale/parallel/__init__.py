@@ -1,5 +1,6 @@
 """Parallelism applied from outside the pure model, in one documented order (apply.py)."""
 
-from .apply import parallelize
+from .apply import Parallelized, parallelize
+from .layout import OutputLayout
 
-__all__ = ["parallelize"]
+__all__ = ["OutputLayout", "Parallelized", "parallelize"]

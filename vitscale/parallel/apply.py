@@ -1,27 +1,92 @@
 """Turn a pure model into the trained one, in one fixed order (torchtitan's, see DESIGN.md):
 
-    1. tensor parallelism      (shards q/k/v/fc1 column-wise, proj/fc2 row-wise)
-    2. activation checkpointing (per block; must wrap the sharded block)
-    3. torch.compile           (per block; compiles what will actually run)
-    4. data parallelism        (DDP or FSDP2; wraps everything above)
+    1. tensor parallelism       shards q/k/v/fc1 column-wise, proj/fc2 row-wise (tensor/)
+    2. activation checkpointing per block; must wrap the sharded block (checkpointing.py)
+    3. torch.compile            per block; compiles what will actually run
+    4. data parallelism         FSDP2 (data.py), on the meta device like steps 1-3
+    5. weights                  allocate this rank's shards, fill them with one process's
+                                initial weights or INIT_FROM's (materialize.py)
+    6. precision                casts and fp32 master copies (precision.py)
+    7. data parallelism         DDP, which needs real weights (it broadcasts rank 0's)
 
-Pipeline parallelism, when on, splits the model into stages before step 1. This version of
-vitscale runs steps 2 and 3; the plan refuses layouts that need steps 1 and 4 with one line.
+The model arrives on the meta device: nothing is allocated until step 5, so no rank ever
+holds the whole model. Pipeline parallelism, when it lands, splits the model into stages
+before step 1. Each step logs what it did; the result carries the OutputLayout (layout.py)
+by which the engine reduces loss and metrics.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+import torch
 from torch import nn
 
-from ..config import Config
 from .checkpointing import checkpoint_module
+from .data import apply_ddp, apply_fsdp
+from .layout import OutputLayout
+from .materialize import materialize
+
+log = logging.getLogger(__name__)
 
 
-def parallelize(model: nn.Module, cfg: Config) -> nn.Module:
+@dataclass
+class Parallelized:
+    model: nn.Module          # what the engine calls (maybe DDP-wrapped)
+    layout: OutputLayout
+
+    def finish_gradients(self) -> None:
+        """After the last backward of a step: reduce gradients DTensor left as partial sums.
+
+        A replicated parameter that sees a token shard (a sequence-parallel LayerNorm) gets
+        a Partial gradient; FSDP2 reduces those itself, but without data parallelism this
+        all-reduce over the tensor group (2 (T-1)/T x its size) happens here, once per step.
+        """
+        from ..optim.norms import DTensor
+        for p in self.model.parameters():
+            g = p.grad
+            if isinstance(g, DTensor) and any(pl.is_partial() for pl in g.placements):
+                p.grad = g.redistribute(placements=p.placements)
+
+
+def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precision
+                ) -> Parallelized:
+    """Apply the steps above to `model` (built on the meta device) for layout `dims`."""
+    if dims.tensor > 1:
+        from .tensor import apply_1d
+        apply_1d(model, mesh["tp"], dims.sequence_parallel, dims.class_parallel_head)
+        extras = (", sequence-parallel norms" if dims.sequence_parallel else "") + \
+            (", class-parallel head + loss_parallel" if dims.class_parallel_head else "")
+        log.info("1/7 tensor parallel: 1D over %d ranks (q, k, v, fc1 column-wise; proj, fc2 "
+                 "row-wise%s)", dims.tensor, extras)
     if cfg.CHECKPOINT:
         for block in model.blocks:
             checkpoint_module(block)
+        log.info("2/7 activation checkpointing: each of %d blocks recomputed in backward",
+                 len(model.blocks))
     if cfg.compile:
         for block in model.blocks:
             block.compile()
-    return model
+        log.info("3/7 torch.compile: each block")
+    if dims.uses_fsdp:
+        apply_fsdp(model, dims, mesh, precision.name)
+        log.info("4/7 data parallel: FSDP2 %s over %d ranks", dims.data_parallel, dims.data)
+        if dims.zero_stage == 1:
+            log.info("zero stage 1 under tensor parallelism runs as FSDP2 stage 2: "
+                     "ZeroRedundancyOptimizer cannot step DTensor parameters, and stage 2 "
+                     "holds less for the same communication")
+    materialize(model, device, cfg.SEED, cfg.INIT_FROM)
+    log.info("5/7 weights: %s on %s", f"from {cfg.INIT_FROM}" if cfg.INIT_FROM else
+             f"initialised from SEED={cfg.SEED}", device)
+    model = precision.prepare_model(model)
+    if dims.data_parallel in ("ddp", "ddp_zero1"):
+        model = apply_ddp(model, dims, mesh, device)
+        log.info("7/7 data parallel: DDP over %d ranks%s", dims.data,
+                 " + ZeroRedundancyOptimizer" if dims.data_parallel == "ddp_zero1" else "")
+    elif dims.data == 1 and dims.zero_stage is not None:
+        log.warning("zero stage %d has nothing to shard with one data-parallel rank: ignored",
+                    dims.zero_stage)
+    group = dims.data_mesh(mesh).get_group() if dims.data > 1 else None
+    return Parallelized(model, OutputLayout(data_group=group,
+                                            class_parallel=dims.class_parallel_head))

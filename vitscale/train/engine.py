@@ -15,24 +15,27 @@ The Trainer (trainer.py) is the same engine stepped by a loop with hooks.
 
 from __future__ import annotations
 
+import logging
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..config import Config
 from ..data import build_loaders, find_splits, resolve_data_root
-from ..data.mix import classification_loss
+from ..data.infer import infer_dataset
 from ..evaluate import evaluate_model
-from ..io import initialize_from
-from ..models import build_model, count_parameters
+from ..models import build_model
 from ..optim import build_optimizer, build_schedule, param_groups
-from ..parallel import parallelize
-from ..parallel.data import apply_data_parallel, gradient_sync
+from ..parallel import Parallelized, parallelize
+from ..parallel.accounting import (ActivationMeter, CommLedger, mesh_group_names,
+                                   parameter_footprint)
+from ..parallel.data import gradient_sync
 from ..plan import Plan, make_plan
 from ..precision import Precision, ScalerSettings, build_precision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,52 +59,45 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 class Engine:
-    def __init__(self, cfg: Config, plan: Plan, model: nn.Module, device: torch.device,
-                 train_loader=None, eval_loader=None, classes: list[str] | None = None,
-                 val_loader=None, mesh=None, data_description: str = ""):
+    """Model, optimizer, schedule, precision and loaders of one run, and its optimizer step.
+
+    `parallel` is the model after vitscale.parallel.parallelize (sharded, wrapped, with its
+    weights) together with the OutputLayout that says how loss and metrics reduce.
+    """
+
+    def __init__(self, cfg: Config, plan: Plan, parallel: Parallelized, precision: Precision,
+                 device: torch.device, train_loader=None, eval_loader=None,
+                 classes: list[str] | None = None, val_loader=None, mesh=None,
+                 data_description: str = ""):
         self.cfg, self.plan, self.device, self.mesh = cfg, plan, device, mesh
-        fp16 = cfg.fp16
-        scaler = None if fp16 is None else ScalerSettings(
-            init_scale=fp16.init_scale, growth_factor=fp16.growth_factor,
-            backoff_factor=fp16.backoff_factor, growth_interval=fp16.growth_interval,
-            hysteresis=fp16.hysteresis, min_scale=fp16.min_scale, max_scale=fp16.max_scale)
-        data_parallel = mesh is not None and plan.dims.data > 1
-        stage = cfg.zero.stage if (cfg.zero is not None and data_parallel) else None
-        sharded = stage in (2, 3)
-        # The precision policy decides dtypes: it may cast the model and give the optimizer
-        # fp32 master copies instead of the model's own parameters. Under FSDP2 the sharded
-        # fp32 parameters are the masters and FSDP's MixedPrecisionPolicy does the casting.
-        self.precision: Precision = build_precision(plan.precision, device, scaler, sharded)
-        model = self.precision.prepare_model(model)
-        # FSDP2 must shard before the optimizer sees the parameters; DDP (and apex, which
-        # must see the bare model) wrap after.
-        if sharded:
-            model = apply_data_parallel(model, stage, mesh, device, plan.precision)
-        groups = self.precision.optimizer_groups(param_groups(model, cfg.WEIGHT_DECAY))
-        optimizer = build_optimizer(groups, cfg, plan.peak_lr, device,
-                                    zero_mesh=mesh if stage == 1 else None)
-        model, self.optimizer = self.precision.attach(model, optimizer)
-        if data_parallel and not sharded:
-            model = apply_data_parallel(model, stage, mesh, device, plan.precision)
-        self.model = model
+        self.parallel, self.layout, self.precision = parallel, parallel.layout, precision
+        module = getattr(parallel.model, "module", parallel.model)  # DDP keeps names inside
+        groups = precision.optimizer_groups(param_groups(module, cfg.WEIGHT_DECAY))
+        zero_group = plan.dims.data_mesh(mesh).get_group() \
+            if plan.dims.data_parallel == "ddp_zero1" else None
+        optimizer = build_optimizer(groups, cfg, plan.peak_lr, device, zero_group=zero_group)
+        self.model, self.optimizer = precision.attach(parallel.model, optimizer)
         self.scheduler = build_schedule(self.optimizer, cfg, plan)
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.val_loader = val_loader
         self.classes = classes
         self.data_description = data_description
-        self.num_parameters = count_parameters(model)
+        self.footprint = parameter_footprint(precision.state_module(self.model))
+        self.num_parameters = self.footprint["parameters_total"]
+        self.accounting: dict | None = None   # measured on the first optimizer step
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against class indices (with label smoothing) or, after Mixup/CutMix,
-        against soft targets (b, classes) that already carry the smoothing."""
-        return classification_loss(logits, labels, self.cfg.LABEL_SMOOTHING)
-
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
-        """One optimizer step over `images`, split into `accumulation` micro-batches."""
+        """One optimizer step over `images`, split into `accumulation` micro-batches. The
+        first step also measures what this rank holds and sends (self.accounting)."""
+        if self.accounting is None:
+            return self._measured_step(images, labels)
+        return self._step(images, labels)
+
+    def _step(self, images, labels, meter=None) -> StepOutput:
         self.model.train()
         accum = self.plan.accumulation
         loss_sum = torch.zeros((), device=self.device)
@@ -109,15 +105,18 @@ class Engine:
         for i, (x, y) in enumerate(zip(images.chunk(accum), labels.chunk(accum))):
             # Gradients cross the network once per optimizer step: on the last micro-batch.
             with gradient_sync(self.model, enabled=i == accum - 1):
-                with self.precision.autocast():
+                with self.precision.autocast(), meter.measure() if meter else nullcontext():
                     logits = self.model(self.precision.cast_input(x))
-                loss = self.loss(logits, y)
-                # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
-                self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
-            loss_sum += loss.detach() * len(y)
+                with self.layout.loss_context():
+                    loss = self.layout.loss(logits, y, self.cfg.LABEL_SMOOTHING)
+                    # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
+                    self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
+            loss_sum += self.layout.full(loss.detach()) * len(y)
             # With soft targets a hit is the class with the largest target weight.
             hard = y.argmax(-1) if y.ndim == 2 else y
-            correct += (logits.detach().argmax(-1) == hard).sum()
+            correct += (self.layout.full(logits.detach()).argmax(-1) == hard).sum()
+            meter = None  # activations of one micro-batch
+        self.parallel.finish_gradients()
         self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
         with warnings.catch_warnings():
             # The schedule advances per optimizer step also when a loss scaler skipped one
@@ -125,6 +124,27 @@ class Engine:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
         return StepOutput(loss=loss_sum / len(labels), correct=correct, images=len(labels))
+
+    def _measured_step(self, images, labels) -> StepOutput:
+        """The step, with every collective counted and the activations of one micro-batch."""
+        meter = ActivationMeter(self.model)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with CommLedger(mesh_group_names(self.mesh)) as ledger:
+            out = self._step(images, labels, meter)
+        self.accounting = {
+            **self.footprint, "activation_bytes_per_micro_batch": meter.bytes,
+            "micro_batch": len(images) // self.plan.accumulation,
+            "comm_bytes_per_step": ledger.summary(),
+            **({"cuda_max_memory_allocated": torch.cuda.max_memory_allocated(self.device)}
+               if self.device.type == "cuda" else {})}
+        log.info("rank holds %s of %s parameters (%.1f MB); first step: %.2f MB of activations "
+                 "per micro-batch, %.3f MB communicated (%s)",
+                 f"{self.footprint['parameters_per_rank']:,}",
+                 f"{self.footprint['parameters_total']:,}",
+                 self.footprint["parameter_bytes_per_rank"] / 1e6, meter.bytes / 1e6,
+                 ledger.summary()["total_bytes"] / 1e6, describe_comm(ledger.summary()))
+        return out
 
     def eval_loaders(self) -> dict:
         """The splits evaluated every EVAL_EVERY epochs: validation (if carved), then test."""
@@ -135,7 +155,8 @@ class Engine:
         """Loss and top-1/top-5 accuracy (in %) over `loader` (default: the test split)."""
         return evaluate_model(self.model, loader or self.eval_loader, self.plan.model.num_classes,
                               autocast=self.precision.autocast,
-                              cast_input=self.precision.cast_input, per_class=per_class)
+                              cast_input=self.precision.cast_input, per_class=per_class,
+                              layout=self.layout)
 
 
 def build_engine(cfg: Config, data=None, device: str | torch.device | None = None, *,
@@ -144,35 +165,60 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
 
     With `world_size` > 1 the process group must already be up (distributed/group.py): the
     device mesh is built from the plan's ParallelDims and each data-parallel rank reads its
-    slice of every global batch.
+    slice of every global batch (tensor-parallel peers read the same slice).
     """
+    if cfg.DATASET in (None, "folder"):  # which dataset the data or keys describe (data/infer.py)
+        cfg = infer_dataset(cfg, data, scan=with_data).config
     plan = make_plan(cfg, world_size=world_size)
     device = device if isinstance(device, torch.device) else pick_device(device)
     mesh = plan.dims.build_mesh(device.type) if world_size > 1 else None
-    dp_rank = mesh["dp"].get_local_rank() if mesh is not None else 0
+    data_rank = plan.dims.data_mesh(mesh).get_local_rank() if mesh is not None else 0
     loaders = None
     if with_data:  # read data before building anything big: a bad --data fails fast
-        splits = find_splits(cfg, resolve_data_root(data, cfg.DATASET))
+        splits = find_splits(cfg, resolve_data_root(data or cfg.data.root, cfg.DATASET))
         # The plan's step counts follow the images actually found (less VAL_SPLIT).
         train_size = len(splits.train.labels) - cfg.VAL_SPLIT
         plan = make_plan(cfg, world_size=world_size, train_size=train_size)
         loaders = build_loaders(cfg, splits, img_size=plan.model.img_size,
                                 train_batch=plan.per_device_batch * plan.accumulation,
-                                eval_batch=plan.eval_batch, device=device, rank=dp_rank,
+                                eval_batch=plan.eval_batch, device=device, rank=data_rank,
                                 world_size=plan.dims.data, num_classes=plan.model.num_classes)
+    return engine_from_plan(cfg, plan, device, mesh, loaders)
+
+
+def engine_from_plan(cfg: Config, plan: Plan, device: torch.device, mesh=None, loaders=None
+                     ) -> Engine:
+    """The model built, parallelized and initialised for `plan`, with its optimizer;
+    `loaders` is what data.build_loaders returned (None: an engine without data)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cudnn.deterministic = cfg.cudnn_deterministic
         # TF32 runs fp32 matmuls on tensor cores (10-bit mantissa products, fp32 accumulate).
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
-    torch.manual_seed(cfg.SEED)  # the same initial weights on every rank
-    model = build_model(plan.model, cfg.DROP_RATE, cfg.DROP_PATH_RATE).to(device)
-    if cfg.INIT_FROM:
-        for note in initialize_from(model, cfg.INIT_FROM):
-            print(f"INIT_FROM {cfg.INIT_FROM}: {note}")
-    model = parallelize(model, cfg)  # steps 1-3; data parallelism (step 4) is in Engine
-    if loaders is None:
-        return Engine(cfg, plan, model, device, mesh=mesh)
-    return Engine(cfg, plan, model, device, loaders.train, loaders.evaluation, loaders.classes,
-                  loaders.val, mesh, loaders.description)
+    # One random stream for dropout and DropPath, the same on every rank: tensor-parallel
+    # peers must drop the same units of the activations they share.
+    torch.manual_seed(cfg.SEED)
+    precision = build_precision(plan.precision, device, scaler_settings(cfg.fp16),
+                                sharded=plan.dims.uses_fsdp)
+    with torch.device("meta"):  # no memory until parallelize has sharded it
+        model = build_model(plan.model, cfg.DROP_RATE, cfg.DROP_PATH_RATE)
+    parallel = parallelize(model, cfg, plan.dims, mesh, device, precision)
+    data = {} if loaders is None else dict(
+        train_loader=loaders.train, eval_loader=loaders.evaluation, classes=loaders.classes,
+        val_loader=loaders.val, data_description=loaders.description)
+    return Engine(cfg, plan, parallel, precision, device, mesh=mesh, **data)
+
+
+def scaler_settings(fp16) -> ScalerSettings | None:
+    """The loss-scaler options of `fp16 = dict(...)`, or None when the config has none."""
+    if fp16 is None:
+        return None
+    return ScalerSettings(**{f.name: getattr(fp16, f.name) for f in fields(ScalerSettings)})
+
+
+def describe_comm(summary: dict) -> str:
+    """'tp all_reduce 1.2 MB x 28, dp ...' from CommLedger.summary()."""
+    parts = [f"{dim} {kind} {v['bytes'] / 1e6:.3f} MB x {v['calls']}"
+             for dim, kinds in summary["by_dim"].items() for kind, v in kinds.items()]
+    return ", ".join(parts) or "none"

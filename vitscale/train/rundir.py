@@ -3,7 +3,9 @@
     runs/<name>/
       config.py        the resolved config as a config file: `vitscale train` it to reproduce
       config.json      the same, machine-readable, plus the derived plan and environment
-      metrics.jsonl    one JSON object per logged train interval and per evaluation
+      metrics.jsonl    one JSON object per logged train interval and per evaluation, and
+                       one {"split": "accounting"} record of rank 0's parameters, activations
+                       and communication bytes, measured on the first step
       checkpoints/     step-N/ folders (checkpoint.py): the run resumes from the newest
       model_best.*     the best model on the selection split (safetensors + json)
       model_final.*    the model at the end
@@ -105,6 +107,12 @@ class RunFiles(Hook):
             self.metrics.write(json.dumps(record) + "\n")
 
     def on_step_end(self, trainer, output) -> None:
+        accounting = trainer.engine.accounting
+        if accounting is not None and not getattr(self, "_accounted", False):
+            self._accounted = True
+            self._write({"split": "accounting", "epoch": trainer.state.epoch,
+                         "step": trainer.state.step, "layout": trainer.engine.plan.dims.describe(),
+                         **accounting})
         if trainer.log_record is not None:
             self._write(trainer.log_record)
 

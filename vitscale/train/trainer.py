@@ -59,10 +59,15 @@ class TrainState:
 
 
 class TrainMeter:
-    """Sums loss, hits and images on the device; `flush` reads them (one sync) and resets."""
+    """Sums loss, hits and images on the device; `flush` reads them (one sync) and resets.
 
-    def __init__(self, device: torch.device):
+    The sums add up over the ranks the batch is split across (`layout.sum_over_batch`: the
+    data-parallel group), not over tensor-parallel peers, which hold the same images.
+    """
+
+    def __init__(self, device: torch.device, layout):
         self.device = device
+        self.layout = layout
         self.reset()
 
     def reset(self) -> None:
@@ -80,8 +85,7 @@ class TrainMeter:
         """Loss and accuracy over every rank's images since the last flush (one sync)."""
         totals = torch.stack([self.loss, self.correct.to(self.loss.dtype),
                               torch.tensor(float(self.images), device=self.device)])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(totals)  # sums: the global mean, not an average of averages
+        self.layout.sum_over_batch(totals)  # sums: the global mean, not a mean of means
         loss, correct, images = totals.tolist()
         seconds = time.perf_counter() - self.started
         record = {"loss": loss / images, "acc1": 100.0 * correct / images,
@@ -149,12 +153,13 @@ class Trainer:
                 self._call("on_epoch_end")
                 if self.should_stop or self.selection.should_stop:
                     break
-        summary = self.summary()
+        summary = {**self.summary(), "accounting_per_rank": self.gather_accounting()}
         self._call("on_run_end", summary)
         return summary
 
     def train_epoch(self) -> None:
-        loader, meter = self.engine.train_loader, TrainMeter(self.engine.device)
+        loader = self.engine.train_loader
+        meter = TrainMeter(self.engine.device, self.engine.layout)
         loader.set_epoch(self.state.epoch - 1)
         last = len(loader)
         for images, labels in skip_batches(loader, self.state.position):
@@ -251,6 +256,15 @@ class Trainer:
             "wall_seconds": self.wall_seconds, "model": self.engine.plan.model_name,
             "num_parameters": self.engine.num_parameters, **self.environment,
         }
+
+    def gather_accounting(self) -> list[dict] | None:
+        """Every rank's measured parameters, activations and communication (rank order)."""
+        mine = self.engine.accounting
+        if not (dist.is_available() and dist.is_initialized()):
+            return None if mine is None else [mine]
+        every = [None] * dist.get_world_size()
+        dist.all_gather_object(every, mine)
+        return None if any(a is None for a in every) else every
 
     def _call(self, point: str, *args) -> None:
         for hook in self.hooks:
