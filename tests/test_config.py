@@ -95,8 +95,8 @@ def test_set_parses_literals_words_and_nested_keys(tmp_path):
     ("BATCH_SIZE = 8\n", ["BATCH_SIZE"], "expected KEY=VALUE"),
     ("x = 1 +\n", [], "syntax error"),
     ("BATCH_SIZE = 1 / 0\n", [], "config file raised ZeroDivisionError"),
-    ("from colossalai.amp import AMP_TYPE\nBATCH_SIZE = 8\n", [],
-     "remove the colossalai import"),
+    ("import not_a_module_of_anyone\nBATCH_SIZE = 8\n", [],
+     "import of 'not_a_module_of_anyone' failed"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -114,9 +114,9 @@ def test_bad_config_is_one_clear_error(tmp_path, text, overrides, message):
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_3"}, "did you mean 'vit_lite_7_4'"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "PATCH_SIZE": 5}, "IMG_SIZE=32 is not divisible by PATCH_SIZE=5"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "NUM_HEADS": 3}, "HIDDEN_SIZE=256 is not divisible by NUM_HEADS=3"),
-    ({"BATCH_SIZE": 8, "NUM_CLASSES": 100}, "set NUM_CLASSES = 10"),
+    ({"BATCH_SIZE": 8, "DATASET": "cifar10", "NUM_CLASSES": 100}, "set NUM_CLASSES = 10"),
     ({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "HIDDEN_SIZE": 64}, None),  # variant + override
-    ({"BATCH_SIZE": 8, "HIDDEN_SIZE": 64}, "IMG_SIZE is not set"),
+    ({"BATCH_SIZE": 8, "HIDDEN_SIZE": 64, "NUM_HEADS": 3}, "HIDDEN_SIZE=64 is not divisible"),
     ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 20, "NUM_EPOCHS": 10}, "warmup (125000 steps) is longer"),
     ({"BATCH_SIZE": 8, "WARMUP_EPOCHS": 1, "WARMUP_STEPS": 5}, "keep one"),
     ({"BATCH_SIZE": 8, "LR_SCHEDULE": "multistep"}, "needs LR_MILESTONES"),

@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import enum
 import json
+import logging
 import math
 import types
 import typing
@@ -29,8 +30,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from .colossal import COLOSSAL_KEYS, ColossalName, Notes, config_builtins, translate
 from .errors import ConfigError
 from .precision import AMP_TYPE
+
+log = logging.getLogger(__name__)
 
 TensorMode = Literal["1d", "2d", "2.5d", "3d"]
 
@@ -56,6 +60,9 @@ class ParallelConfig:
 
     pipeline: int = 1
     tensor: TensorParallelConfig = field(default_factory=TensorParallelConfig)
+    # The data-parallel size the file expects (Colossal-AI's `parallel = dict(data=4, ...)`);
+    # None: world / (pipeline x tensor). Set, a launched world must give exactly this.
+    data: Optional[int] = None
 
 
 @dataclass
@@ -103,6 +110,9 @@ class DataConfig:
     test_fraction: float = 0.2               # caltech101: share of each class held out as test
     dali_device: Literal["auto", "cpu", "gpu"] = "auto"  # where DALI decodes and augments
     synthetic_size: int = 10_240             # training images of DATASET='synthetic'
+    # Where the data is when --data is not given (before $DATA): Colossal's dali.root and
+    # train_data.dataset.root translate to it.
+    root: Optional[str] = None
 
 
 @dataclass
@@ -133,8 +143,10 @@ class Config:
     INIT_FROM: Optional[str] = None      # weights to start from: a vitscale export or timm file
 
     # ---- data ----
-    DATASET: Literal["cifar10", "cifar100", "imagenet1k", "imagenette", "caltech101",
-                     "synthetic"] = "cifar10"
+    # None: inferred from --data, NUM_CLASSES and IMG_SIZE (data/infer.py); 'folder' is your
+    # own ImageFolder tree with any number of classes.
+    DATASET: Optional[Literal["cifar10", "cifar100", "imagenet1k", "imagenette", "caltech101",
+                              "synthetic", "folder"]] = None
     TRAIN_CROP: Optional[Literal["pad", "rrc", "none"]] = None  # default: the dataset's
     CROP_PADDING: int = 4                # 'pad': random crop with this zero padding
     RRC_SCALE: tuple[float, float] = (0.08, 1.0)     # 'rrc': area fraction of the crop
@@ -233,8 +245,26 @@ class Config:
 # Loading
 
 
+@dataclass
+class LoadedConfig:
+    """A config file's typed Config, and what loading did with its keys (colossal.Notes):
+    Colossal-AI spellings translated, keys with no meaning here ignored, unset variables."""
+
+    config: Config
+    notes: Notes
+
+    def lines(self) -> list[str]:
+        return self.notes.lines()
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Run a config file, apply `KEY=VALUE` overrides, and return the typed Config."""
+    return read_config(path, overrides).config
+
+
+def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """`load_config`, also returning the notes on translated and ignored keys (printed by the
+    CLI at start and by --dry-run)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist: pass the path of a .py config, "
@@ -242,10 +272,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     parsed = [_parse_override(o) for o in overrides]
     pinned = {k: v for k, v in parsed if "." not in k}
     nested = [(k, v) for k, v in parsed if "." in k]
-    namespace = _run_config_file(path, pinned)
+    notes = Notes()
+    namespace, tesseract_depth = _run_config_file(path, pinned, notes)
     for key, value in nested:
         _set_nested(namespace, key, value)
-    return config_from_dict(namespace, source=str(path))
+    values, notes = translate(namespace, tesseract_depth=tesseract_depth, notes=notes)
+    cfg = _config_from_values(values, source=str(path))
+    for line in notes.lines():
+        log.debug("%s: %s", path, line)
+    return LoadedConfig(cfg, notes)
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict:
@@ -260,42 +295,144 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
-    """Build and type-check a Config from a dict of upper- and lower-case keys."""
-    known = {f.name for f in fields(Config)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"{source}: unknown key {key!r}{suggest(key, known)}")
+    """Build and type-check a Config from a dict of upper- and lower-case keys (Colossal-AI
+    spellings are translated as in a config file)."""
+    translated, notes = translate(values)
+    for line in notes.lines():
+        log.debug("%s: %s", source, line)
+    return _config_from_values(translated, source)
+
+
+def _config_from_values(values: dict[str, Any], source: str) -> Config:
+    unknown = _unknown_keys(Config, values, prefix="")
+    if unknown:
+        # Every unknown key at once, so a file from elsewhere is fixed in one pass.
+        listed = "; ".join(f"{key}{hint}" for key, hint in unknown)
+        raise ConfigError(f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {listed}: "
+                          "see docs/configuration.md")
+    for key, value in values.items():
+        foreign = _colossal_value(value)
+        if foreign is not None:
+            raise ConfigError(f"{source}: {key} uses {foreign}, which vitscale does not provide "
+                              "(only AMP_TYPE and ParallelMode come from colossalai): set it "
+                              "with vitscale's keys")
     cfg = _build_dataclass(Config, values, prefix="")
     _normalize(cfg)
     return cfg
 
 
-def _run_config_file(path: Path, pinned: dict[str, Any]) -> dict[str, Any]:
+def _unknown_keys(cls, values: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+    """(dotted key, suggestion) of every key of `values` (and of nested sections) that `cls`
+    does not have."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = []
+    for key, value in values.items():
+        if key not in known:
+            candidates = known | (COLOSSAL_KEYS if cls is Config else set())
+            unknown.append((f"{prefix}{key}" if prefix else repr(key), suggest(key, candidates)))
+            continue
+        section = _dataclass_of(hints[key])
+        if section is not None and isinstance(value, dict):
+            if section is ParallelConfig and isinstance(value.get("pipeline"), dict):
+                value = {**value, "pipeline": value["pipeline"].get("size", 1)}  # Colossal form
+            unknown += _unknown_keys(section, value, prefix=f"{prefix}{key}.")
+    return unknown
+
+
+def _dataclass_of(tp: Any):
+    """The dataclass a field's type holds (also inside Optional[...]), or None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
+    return None
+
+
+def _colossal_value(value: Any) -> str | None:
+    if isinstance(value, ColossalName):
+        return repr(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return next((f for f in map(_colossal_value, value) if f is not None), None)
+    return None
+
+
+def _run_config_file(path: Path, pinned: dict[str, Any], notes: Notes
+                     ) -> tuple[dict[str, Any], bool]:
+    """The file's names after running it, and whether it passes DEPTH as the Tesseract depth."""
     source = path.read_text()
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: syntax error in config file: {e.msg}") from None
-    known = {f.name for f in fields(Config)}
+    known = {f.name for f in fields(Config)} | COLOSSAL_KEYS
     for key in pinned:
         if key not in known:
             raise ConfigError(f"--set {key}: unknown key{suggest(key, known)}")
+    imported, assigned = _bound_names(tree)
+    tesseract_depth = _passes_depth_as_tesseract_depth(tree)
     tree.body = [node for node in tree.body if not _assigns_only(node, set(pinned))]
     namespace: dict[str, Any] = {"AMP_TYPE": AMP_TYPE, "__file__": str(path),
-                                 "__name__": "__vitscale_config__", **pinned}
+                                 "__name__": "__vitscale_config__",
+                                 "__builtins__": config_builtins(notes), **pinned}
     try:
         exec(compile(tree, str(path), "exec"), namespace)
     except ImportError as e:
-        hint = ("remove the colossalai import: AMP_TYPE is predefined in vitscale config files"
-                if "colossalai" in str(e) else "install the package or remove the import")
-        raise ConfigError(f"{path}: {e}: {hint}") from None
+        lineno = _traceback_line(e, str(path))
+        raise ConfigError(f"{path}{':' + str(lineno) if lineno else ''}: import of "
+                          f"{e.name or str(e)!r} failed ({e}): install it or remove the import "
+                          "(colossalai, titans and the standard library need no install)") from None
     except Exception as e:  # the config file's own code failed
         lineno = _traceback_line(e, str(path))
+        unset = [f"${n}" for n in notes.unset_env if f"${n}" in str(e)]
+        hint = (f": it reads {unset[0]}, which is not set; set it (e.g. "
+                f"{unset[0][1:]}=...) before loading" if unset else "")
         raise ConfigError(f"{path}{':' + str(lineno) if lineno else ''}: config file raised "
-                          f"{type(e).__name__}: {e}") from None
+                          f"{type(e).__name__}: {e}{hint}") from None
+    # Names bound only by imports are the file's tools (AMP_TYPE, math, a stray
+    # `from tkinter import HIDDEN`), not keys.
+    helpers = imported - assigned
     return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k != "AMP_TYPE"
-            and not isinstance(v, (types.ModuleType, type, types.FunctionType))}
+            if not k.startswith("_") and k != "AMP_TYPE" and k not in helpers
+            and not isinstance(v, (types.ModuleType, type, types.FunctionType))}, tesseract_depth
+
+
+def _bound_names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names bound by import statements, names bound by assignments) at the file's top level,
+    also inside top-level try/if blocks."""
+    imported: set[str] = set()
+    assigned: set[str] = set()
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                imported.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                assigned.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Try, ast.If, ast.With, ast.For)):
+            stack.extend(getattr(node, "body", []) + getattr(node, "orelse", []) +
+                         getattr(node, "finalbody", []) +
+                         [s for h in getattr(node, "handlers", []) for s in h.body])
+    return imported, assigned
+
+
+def _passes_depth_as_tesseract_depth(tree: ast.Module) -> bool:
+    """True when a `tensor=dict(..., depth=DEPTH)` passes the name DEPTH as the 2.5D depth:
+    Colossal's CIFAR 2.5D benchmark (seed 000) uses DEPTH = 1 that way, not as the model's."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id == "dict":
+            names = {k.arg for k in node.keywords}
+            for k in node.keywords:
+                if k.arg == "depth" and isinstance(k.value, ast.Name) and k.value.id == "DEPTH" \
+                        and names & {"mode", "size"}:
+                    return True
+    return False
 
 
 def _assigns_only(node: ast.stmt, names: set[str]) -> bool:
@@ -323,23 +460,59 @@ def _parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set LEARNING_RATE=1e-3")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
-    if raw.startswith("AMP_TYPE."):
-        member = raw.split(".", 1)[1]
-        if member not in AMP_TYPE.__members__:
-            raise ConfigError(f"--set {key}: {raw} is not one of "
-                              f"{', '.join('AMP_TYPE.' + m for m in AMP_TYPE.__members__)}")
-        return key, AMP_TYPE[member]
     try:
-        return key, ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+        tree = ast.parse(raw, mode="eval")
+    except SyntaxError:
+        return key, raw  # not an expression: a bare string such as a path
+    if isinstance(tree.body, ast.Name) and tree.body.id not in ("dict", "AMP_TYPE"):
         return key, raw  # a bare word such as vit_small_patch16_224 is a string
+    try:
+        return key, _override_value(tree.body)
+    except ValueError as e:
+        raise ConfigError(f"--set {key}: {raw!r} {e}: write a Python literal, dict(...) or "
+                          "AMP_TYPE.TORCH") from None
+
+
+def _override_value(node: ast.expr) -> Any:
+    """The value of an override written as in a config file: literals, dict(k=v, ...),
+    AMP_TYPE.X and constant arithmetic such as 2**16 -- nothing that runs code."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [_override_value(e) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    if isinstance(node, ast.Dict):
+        return {_override_value(k): _override_value(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" \
+            and not node.args and all(k.arg for k in node.keywords):
+        return {k.arg: _override_value(k.value) for k in node.keywords}
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+            node.value.id == "AMP_TYPE":
+        if node.attr not in AMP_TYPE.__members__:
+            raise ValueError("is not one of " + ", ".join(f"AMP_TYPE.{m.name}" for m in AMP_TYPE))
+        return AMP_TYPE[node.attr]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _override_value(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div,
+                                                            ast.FloorDiv, ast.Pow)):
+        left, right = _override_value(node.left), _override_value(node.right)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
+            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+                raise ValueError("has too large an exponent")
+            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
+                    ast.Mult: lambda: left * right, ast.Div: lambda: left / right,
+                    ast.FloorDiv: lambda: left // right,
+                    ast.Pow: lambda: left ** right}[type(node.op)]()
+    raise ValueError(f"is not a value ({ast.unparse(node)!r} would run code)")
 
 
 def _set_nested(namespace: dict[str, Any], dotted: str, value: Any) -> None:
     head, *rest = dotted.split(".")
-    if head not in {f.name for f in fields(Config)}:
-        raise ConfigError(f"--set {dotted}: unknown key {head!r}"
-                          f"{suggest(head, {f.name for f in fields(Config)})}")
+    known = {f.name for f in fields(Config)} | COLOSSAL_KEYS
+    if head not in known:
+        raise ConfigError(f"--set {dotted}: unknown key {head!r}{suggest(head, known)}")
     node = namespace.get(head)
     if node is None:
         node = namespace[head] = {}
@@ -347,10 +520,15 @@ def _set_nested(namespace: dict[str, Any], dotted: str, value: Any) -> None:
         node = namespace[head] = _to_plain(node)
     if not isinstance(node, dict):
         raise ConfigError(f"--set {dotted}: {head} is not a section (dict) in this config")
+    node = namespace[head] = dict(node)  # the file's own dict is not changed in place
     for part in rest[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        child = node.get(part)
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
             raise ConfigError(f"--set {dotted}: {part} is not a section (dict)")
+        node[part] = child = dict(child)
+        node = child
     node[rest[-1]] = value
 
 
@@ -447,7 +625,7 @@ def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "dict(...)"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return " | ".join(f"{tp.__name__}.{m}" for m in tp.__members__)
+        return " | ".join(f"{tp.__name__}.{m.name}" for m in tp)  # aliases (PARALLEL) left out
     return getattr(tp, "__name__", str(tp))
 
 

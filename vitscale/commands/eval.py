@@ -80,7 +80,7 @@ def run(args) -> int:
                             "IMG_SIZE": size.img_size}, source=str(args.target))
     if args.split == "val" and not cfg.VAL_SPLIT:
         raise ConfigError(f"{args.target} was trained without VAL_SPLIT: use --split test")
-    splits = find_splits(cfg, resolve_data_root(args.data, cfg.DATASET))
+    splits = find_splits(cfg, resolve_data_root(args.data or cfg.data.root, cfg.DATASET))
     loaders = build_loaders(cfg, splits, img_size=size.img_size, train_batch=args.batch,
                             eval_batch=args.batch, device=device, with_train=False,
                             num_classes=size.num_classes)

@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError
 from .base import ImageSplit
 from .cifar import load_cifar_batches
 from .compact import decode_split
-from .datasets import DATASETS, DatasetInfo
+from .datasets import DatasetInfo, dataset_info, folder_info
 from .device_loader import DeviceLoader
 from .sources import (ArraySource, EncodedSource, check_class_sets, extract_once, open_split,
                       scan_folder)
@@ -60,7 +60,7 @@ class Loaders:
 
 
 def find_splits(cfg, root: Path | None) -> DataSplits:
-    info = DATASETS[cfg.DATASET]
+    info = dataset_info(cfg)
     if info.kind == "synthetic":
         return DataSplits(info, Path("."), *_synthetic(cfg, info))
     root = Path(root)
@@ -70,10 +70,16 @@ def find_splits(cfg, root: Path | None) -> DataSplits:
             return DataSplits(info, root, train, load_cifar_batches(root, "test", info.name))
     if info.kind == "pool":
         train, evaluation = _caltech(cfg, root)
+    elif info.name == "folder":
+        train, evaluation = _folder(cfg, root)
+        info = folder_info(len(train.classes), info.img_size, len(train))
     else:
         train = open_split(root, "train", info.name)
         evaluation = open_split(root, info.eval_dirs, info.name)
     check_class_sets(train.classes, evaluation.classes, root, info.eval_dirs[0])
+    if info.name == "folder" and cfg.NUM_CLASSES not in (None, len(train.classes)):
+        raise DataError(f"{root}: found {len(train.classes)} classes, NUM_CLASSES is "
+                        f"{cfg.NUM_CLASSES}: set NUM_CLASSES = {len(train.classes)} or check --data")
     if len(train.classes) != info.num_classes:
         raise DataError(f"{root}: found {len(train.classes)} classes, {info.name} has "
                         f"{info.num_classes}: check that --data points at {info.name}")
@@ -239,6 +245,22 @@ def _dali_loader(cfg, source, batch, spec, *, train, **kwargs):
 def _caltech(cfg, root: Path) -> tuple[EncodedSource, EncodedSource]:
     """Caltech-101's one pool of images, split into train and test by SEED, per class."""
     pool = _caltech_pool(root)
+    size = round(cfg.data.test_fraction * len(pool))
+    check_holdout_size(size, len(pool), "data.test_fraction x images")
+    keep, held = stratified_holdout(pool.labels, len(pool.classes), size, cfg.SEED, TEST_SALT)
+    return pool.subset(keep), pool.subset(held)
+
+
+def _folder(cfg, root: Path) -> tuple[EncodedSource, EncodedSource]:
+    """DATASET='folder': train/ beside val/ (or validation/, test/), or one folder of class
+    folders from which data.test_fraction of each class is held out by SEED (as Caltech-101)."""
+    from .sources import ARCHIVE_SUFFIXES
+    if (root / "train").is_dir() or any((root / f"train{s}").is_file() for s in ARCHIVE_SUFFIXES):
+        info = folder_info(None, None)
+        return open_split(root, "train", "your data"), open_split(root, info.eval_dirs, "your data")
+    if not root.is_dir():
+        open_split(root, "train", "your data")  # raises the one-line error for a missing folder
+    pool = scan_folder(root)
     size = round(cfg.data.test_fraction * len(pool))
     check_holdout_size(size, len(pool), "data.test_fraction x images")
     keep, held = stratified_holdout(pool.labels, len(pool.classes), size, cfg.SEED, TEST_SALT)

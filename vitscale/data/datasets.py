@@ -8,6 +8,10 @@
 | imagenette | as imagenet1k (a real 10-class ImageNet subset)         | val/          | RRC        |
 | caltech101 | 101_ObjectCategories/ (one pool, split by seed)         | carved test   | RRC        |
 | synthetic  | none: random images from the seed, for benchmarks       | random        | RRC        |
+| folder     | your own: train/ + val/ (or validation/, test/) of class folders, or one | val/ or carved | pad 4 at <= 64 px, else RRC |
+|            | folder of class folders (a test share carved as for caltech101); any class count |  |  |
+
+DATASET unset: data/infer.py works out which of these the data or the keys describe.
 
 In metrics the evaluated split is always called "test" (for ImageNet that is its val/ folder,
 the split papers report); "val" is reserved for the VAL_SPLIT images carved from train for
@@ -27,7 +31,7 @@ class DatasetInfo:
     name: str
     num_classes: int
     img_size: int          # the resolution its recipes train at
-    train_size: int        # published sizes: used to plan before the data is read
+    train_size: int | None  # published sizes: used to plan before the data is read
     eval_size: int
     eval_split: str        # the split evaluated every epoch, as named in metrics
     mean: tuple[float, float, float]
@@ -63,3 +67,26 @@ DATASETS: dict[str, DatasetInfo] = {
                              eval_size=1_024, eval_split="test", kind="synthetic",
                              mean=IMAGENET_MEAN, std=IMAGENET_STD),
 }
+
+
+FOLDER_EVAL_DIRS = ("val", "validation", "test")
+
+
+def folder_info(num_classes: int | None, img_size: int | None,
+                train_size: int | None = None) -> DatasetInfo:
+    """DATASET='folder': a user's ImageFolder tree with any number of classes. Small images
+    (<= 64 px) get CIFAR's recipe (padded crops, no eval crop), larger ones ImageNet's."""
+    small = img_size is not None and img_size <= 64
+    return DatasetInfo("folder", num_classes=num_classes or 0, img_size=img_size or 224,
+                       train_size=train_size, eval_size=0, eval_split="test",
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD, kind="folder",
+                       train_crop="pad" if small else "rrc",
+                       eval_crop_pct=1.0 if small else 0.875, eval_dirs=FOLDER_EVAL_DIRS)
+
+
+def dataset_info(cfg) -> DatasetInfo:
+    """What vitscale knows about cfg's dataset before reading it (DATASET must be resolved:
+    data/infer.py fills it in when the config leaves it unset)."""
+    if cfg.DATASET == "folder":
+        return folder_info(cfg.NUM_CLASSES, cfg.IMG_SIZE)
+    return DATASETS[cfg.DATASET]
