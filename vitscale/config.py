@@ -329,8 +329,8 @@ def _unknown_keys(cls, values: dict[str, Any], prefix: str) -> list[tuple[str, s
     unknown = []
     for key, value in values.items():
         if key not in known:
-            candidates = known | (COLOSSAL_KEYS if cls is Config else set())
-            unknown.append((f"{prefix}{key}" if prefix else repr(key), suggest(key, candidates)))
+            hint = suggest(key, known) or (_suggest_key(key) if cls is Config else "")
+            unknown.append((f"{prefix}{key}" if prefix else repr(key), hint))
             continue
         section = _dataclass_of(hints[key])
         if section is not None and isinstance(value, dict):
@@ -338,6 +338,11 @@ def _unknown_keys(cls, values: dict[str, Any], prefix: str) -> list[tuple[str, s
                 value = {**value, "pipeline": value["pipeline"].get("size", 1)}  # Colossal form
             unknown += _unknown_keys(section, value, prefix=f"{prefix}{key}.")
     return unknown
+
+
+def _suggest_key(key: str) -> str:
+    """The nearest vitscale key, else the nearest Colossal-AI spelling vitscale translates."""
+    return suggest(key, {f.name for f in fields(Config)}) or suggest(key, COLOSSAL_KEYS)
 
 
 def _dataclass_of(tp: Any):
@@ -370,7 +375,7 @@ def _run_config_file(path: Path, pinned: dict[str, Any], notes: Notes
     known = {f.name for f in fields(Config)} | COLOSSAL_KEYS
     for key in pinned:
         if key not in known:
-            raise ConfigError(f"--set {key}: unknown key{suggest(key, known)}")
+            raise ConfigError(f"--set {key}: unknown key{_suggest_key(key)}")
     imported, assigned = _bound_names(tree)
     tesseract_depth = _passes_depth_as_tesseract_depth(tree)
     tree.body = [node for node in tree.body if not _assigns_only(node, set(pinned))]
@@ -512,7 +517,7 @@ def _set_nested(namespace: dict[str, Any], dotted: str, value: Any) -> None:
     head, *rest = dotted.split(".")
     known = {f.name for f in fields(Config)} | COLOSSAL_KEYS
     if head not in known:
-        raise ConfigError(f"--set {dotted}: unknown key {head!r}{suggest(head, known)}")
+        raise ConfigError(f"--set {dotted}: unknown key {head!r}{_suggest_key(head)}")
     node = namespace.get(head)
     if node is None:
         node = namespace[head] = {}

@@ -122,7 +122,8 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
     if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
             not isinstance(m, (int, float)) or m < 0 for m in cfg.LR_MILESTONES):
         raise ConfigError(f"LR_MILESTONES={cfg.LR_MILESTONES!r} must be increasing epoch numbers")
-    _check_precision_layout(precision, dims)
+    if runnable:  # a dry run plans the layout and lists this (commands/train.py)
+        _check_precision_layout(precision, dims)
     if cfg.dist_timeout <= 0:
         raise ConfigError(f"dist_timeout={cfg.dist_timeout} must be a positive number of seconds")
     _check_data(cfg, dataset, per_device * accum)

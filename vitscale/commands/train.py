@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -14,7 +16,11 @@ def register(sub) -> None:
     p.add_argument("--run-dir", help="where the run writes its files (default runs/<config>)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and derived values, then exit")
+                   help="print the resolved config, what was inferred and translated, and the "
+                        "plan, then exit (no launcher needed)")
+    p.add_argument("--world", type=int, metavar="N",
+                   help="with --dry-run: plan for N processes (default: the config's own "
+                        "smallest world, pipeline x tensor x parallel.data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--reset", action="store_true",
                    help="start over: move the run directory's old run aside instead of resuming")
@@ -31,24 +37,98 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def dry_run(cfg, plan) -> int:
+@dataclass
+class DryRun:
+    inference: object      # data/infer.Inference: the config with DATASET resolved, and why
+    plan: object
+    world: int
+    world_from: str
+    no_batch: bool         # the file sets no batch size: batch values are not planned
+
+
+def plan_dry_run(loaded, data=None, world: int | None = None) -> DryRun:
+    """Plan the config on this machine, whatever layout it asks for: the world is `world`
+    (--world) or the config's smallest (pipeline x tensor x parallel.data), and layouts this
+    version cannot run yet are planned all the same (make_plan(runnable=False)); a launched
+    run refuses them."""
+    from ..data.infer import infer_dataset
+    from ..errors import ConfigError
+    from ..plan import make_plan
+
+    inference = infer_dataset(loaded.config, data)
+    cfg = inference.config
+    world_from = "--world"
+    if world is None:
+        p = cfg.parallel
+        world = p.pipeline * p.tensor.size * (p.data or 1)
+        world_from = "the config's smallest: pipeline x tensor" + (" x parallel.data"
+                                                                    if p.data else "")
+    if world < 1:
+        raise ConfigError(f"--world {world}: the number of processes must be at least 1")
+    train_size = None if inference.train_size is None else inference.train_size - cfg.VAL_SPLIT
+    # A file that sets no batch (a model-only test config) is still planned: layout, model and
+    # precision, with the batch-dependent values shown as not set.
+    no_batch = cfg.BATCH_SIZE is None and cfg.TOTAL_BATCH_SIZE is None
+    plan = make_plan(dataclasses.replace(cfg, BATCH_SIZE=1) if no_batch else cfg,
+                     world_size=world, train_size=train_size, runnable=False)
+    return DryRun(inference, plan, world, world_from, no_batch)
+
+
+def dry_run(args, loaded) -> int:
     import torch
 
+    from ..errors import ConfigError
     from ..models import build_model, count_parameters
+    from ..plan import _check_precision_layout
+    from ..precision import check_available
+
+    dry = plan_dry_run(loaded, args.data, args.world)
+    inference, plan, cfg = dry.inference, dry.plan, dry.inference.config
+    world, world_from, no_batch = dry.world, dry.world_from, dry.no_batch
     with torch.device("meta"):
         params = count_parameters(build_model(plan.model))
     print(cfg.to_python(), end="")
+    print("\n# inferred")
+    for line in inference.lines:
+        print(f"#   {line}")
+    if loaded.lines():
+        print("# from the file's Colossal-AI keys")
+        for line in loaded.lines():
+            print(f"#   {line}")
     print("\n# derived values")
-    for key, value in {**plan.derived(), "num_parameters": params}.items():
-        print(f"#   {key:<20} {value}")
+    derived = {**plan.derived(), "world_size": f"{world} ({world_from})",
+               "num_parameters": params}
+    if no_batch:
+        derived.update(dict.fromkeys(("global_batch", "per_device_batch", "accumulation_steps",
+                                      "steps_per_epoch", "total_steps", "warmup_steps",
+                                      "peak_lr"), "not set"))
+    for key, value in derived.items():
+        print(f"#   {key:<20} {'unknown until the data is read' if value is None else value}")
+    notes = ["not runnable: neither BATCH_SIZE nor TOTAL_BATCH_SIZE is set"] if no_batch else []
+    try:
+        plan.dims.check_runnable()
+    except ConfigError as e:
+        notes.append(f"not runnable yet: {e}")
+    try:
+        _check_precision_layout(plan.precision, plan.dims)
+    except ConfigError as e:
+        notes.append(f"not runnable yet: {e}")
+    try:
+        check_available(plan.precision)
+    except ConfigError as e:
+        notes.append(f"this machine: {e}")
+    for note in notes:
+        print(f"# {note}")
     return 0
 
 
 def run(args) -> int:
     import torch
 
-    from ..config import load_config
+    from ..config import read_config
     from ..data import find_splits, resolve_data_root
+    from ..data.infer import infer_dataset
+    from ..errors import ConfigError
     from ..distributed.group import init_distributed
     from ..distributed.launch import detect_launch
     from ..plan import make_plan
@@ -56,18 +136,26 @@ def run(args) -> int:
     from ..train.engine import pick_device
     from ..train.rundir import check_resumable, has_checkpoint
 
-    cfg = load_config(args.config, args.overrides)
+    loaded = read_config(args.config, args.overrides)
+    if args.dry_run:
+        return dry_run(args, loaded)
+    if args.world is not None:
+        raise ConfigError("--world plans a dry run: add --dry-run (a launched run takes its "
+                          "world size from the launcher)")
     cuda = args.device != "cpu" and torch.cuda.is_available()
     info = detect_launch(launcher=args.launcher, rank=args.rank, world_size=args.world_size,
                          local_rank=args.local_rank, host=args.host, port=args.port,
                          backend=args.backend, cuda=cuda)
+    inference = infer_dataset(loaded.config, args.data)
+    cfg = inference.config
     plan = make_plan(cfg, world_size=info.world_size)  # every layout check, before any waiting
-    if args.dry_run:
-        return dry_run(cfg, plan)
+    if info.rank == 0:
+        for line in inference.lines[1:] + loaded.lines():  # once, at start
+            print(f"config: {line}")
     run_dir = Path(args.run_dir or default_run_dir(args.config))
     if not args.reset and has_checkpoint(run_dir):
         check_resumable(run_dir, cfg)
-    root = resolve_data_root(args.data, cfg.DATASET)
+    root = resolve_data_root(args.data or cfg.data.root, cfg.DATASET)
     find_splits(cfg, root)  # a bad --data fails here, on every rank, before joining
     device = init_distributed(info, cfg.dist_timeout) if info.distributed else \
         pick_device(args.device)
