@@ -1,17 +1,21 @@
-"""One rank of a parity check: a parallel layout against one process, on real images.
+"""One rank of parity checks: parallel layouts against one process, on real images.
 
-Started by tests/test_tensor_parallel.py through torchrun (gloo, CPU). Every rank also builds
-the single-process reference itself (a tiny model: cheap), on the whole global batch, and
+Started by tests/test_tensor_parallel.py through torchrun (gloo, CPU); one launch runs several
+cases (layouts) one after another, to pay the start-up once. Every rank also builds the
+single-process reference itself (a tiny model: cheap), on the whole global batch, and
 compares, for the same model, seed and batch:
 
-  * logits (gathered over classes and data-parallel ranks) and the loss,
+  * the initial weights, logits (gathered over classes and data-parallel ranks) and the loss,
   * every parameter's gradient, gathered to full shape,
   * every parameter after `--steps` optimizer steps (Engine.train_step on both sides),
 
-then writes the largest differences and its measured accounting as JSON (rank 0: --out).
+and records the communication it measured beside parallel/costs.py's prediction. Rank 0
+writes {case: [each rank's result]} as JSON to --out.
 
     torchrun --nproc-per-node 4 tests/parity_worker.py --batch B.pt --out r.json \\
-        --set parallel.tensor.mode="'1d'" --set parallel.tensor.size=2 ...
+        --cases cases.json       # {"name": ["parallel.tensor.mode='1d'", ...], ...}
+    torchrun --nproc-per-node 2 tests/parity_worker.py --batch B.pt --out r.json \\
+        --set "parallel.tensor.mode='1d'" --set parallel.tensor.size=2     # one case
 """
 
 from __future__ import annotations
@@ -75,18 +79,10 @@ def max_diff(a: dict, b: dict, skip=()) -> tuple[float, str]:
     return worst
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", required=True, help="a .pt file with (images, labels)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    args = p.parse_args()
-    dist.init_process_group("gloo")
+def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     world, rank = dist.get_world_size(), dist.get_rank()
-    images, labels = torch.load(args.batch, weights_only=True)
     device = torch.device("cpu")
-    overrides = BASE + [f"TOTAL_BATCH_SIZE={len(labels)}", "BATCH_SIZE=None", *args.overrides]
+    overrides = BASE + [f"TOTAL_BATCH_SIZE={len(labels)}", "BATCH_SIZE=None", *overrides]
     cfg = load_config(CONFIG, overrides)
     plan = make_plan(cfg, world_size=world)
     mesh = plan.dims.build_mesh("cpu")
@@ -99,36 +95,64 @@ def main() -> None:
     d = plan.dims.data_mesh(mesh).get_local_rank()
     share = len(labels) // plan.dims.data
     x, y = images[d * share:(d + 1) * share], labels[d * share:(d + 1) * share]
+    data_group = plan.dims.data_mesh(mesh).get_group() if plan.dims.data > 1 else None
+
+    def global_mean(loss: torch.Tensor, n: int) -> float:
+        total = loss.detach().reshape(1) * n
+        if data_group is not None:
+            dist.all_reduce(total, group=data_group)
+        return total.item() / len(labels)
 
     # 1. The initial weights are one process's.
     init = max_diff(full_params(engine), full_params(reference))
     # 2. Logits, loss and gradients of one forward/backward.
     logits, loss = forward_backward(engine, x, y)
     ref_logits, ref_loss = forward_backward(reference, images, labels)
-    logit_diff = (logits - ref_logits[d * share:(d + 1) * share]).abs().max().item()
-    loss_sum = loss * len(y)
-    if plan.dims.data > 1:
-        dist.all_reduce(loss_sum, group=plan.dims.data_mesh(mesh).get_group())
-    loss_diff = abs(loss_sum.item() / len(labels) - ref_loss.item())
+    logit_diff = (logits.float() - ref_logits[d * share:(d + 1) * share].float()).abs().max().item()
+    loss_diff = abs(global_mean(loss, len(y)) - ref_loss.item())
     grads = max_diff(named_grads(engine), named_grads(reference))
+
     for e in (engine, reference):
         e.optimizer.zero_grad(set_to_none=True)
     # 3. Parameters after optimizer steps (the first one measured: accounting).
     losses = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         out, ref_out = engine.train_step(x, y), reference.train_step(images, labels)
-        total = out.loss * out.images
-        if plan.dims.data > 1:
-            dist.all_reduce(total, group=plan.dims.data_mesh(mesh).get_group())
-        losses.append(abs(total.item() / len(labels) - ref_out.loss.item()))
+        losses.append(abs(global_mean(out.loss, out.images) - ref_out.loss.item()))
     params = max_diff(full_params(engine), full_params(reference))
-    result = {"rank": rank, "layout": plan.dims.describe(), "init": init, "logits": logit_diff,
-              "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,
-              "accounting": engine.accounting, "data_parallel": plan.dims.data_parallel}
-    every = [None] * world
-    dist.all_gather_object(every, result)
-    if rank == 0:
-        Path(args.out).write_text(json.dumps(every, indent=1))
+    from vitscale.parallel.costs import StepShape, communication, parameters_per_rank
+    predicted = communication(StepShape(
+        plan.model, plan.dims, micro_batch=plan.per_device_batch,
+        accumulation=plan.accumulation, precision=plan.precision, optimizer=cfg.OPTIMIZER,
+        clip=bool(cfg.clip_grad_norm), soft_targets=cfg.LABEL_SMOOTHING > 0))
+    tensor_rank = mesh["tp"].get_local_rank()
+    return {"rank": rank, "layout": plan.dims.describe(), "init": init, "logits": logit_diff,
+            "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,
+            "accounting": engine.accounting, "data_parallel": plan.dims.data_parallel,
+            "predicted": predicted, "events": engine.ledger.events,
+            "predicted_parameters": parameters_per_rank(plan.model, plan.dims, tensor_rank)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", required=True, help="a .pt file with (images, labels)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--cases", help="JSON file: {case name: [KEY=VALUE overrides]}")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    dist.init_process_group("gloo")
+    images, labels = torch.load(args.batch, weights_only=True)
+    cases = json.loads(Path(args.cases).read_text()) if args.cases else \
+        {"case": args.overrides}
+    results = {}
+    for name, overrides in cases.items():
+        mine = run_case(overrides, images, labels, args.steps)
+        every = [None] * dist.get_world_size()
+        dist.all_gather_object(every, mine)
+        results[name] = every
+    if dist.get_rank() == 0:
+        Path(args.out).write_text(json.dumps(results, indent=1))
     dist.barrier()
     dist.destroy_process_group()
 

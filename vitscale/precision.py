@@ -409,9 +409,10 @@ class ShardedPrecision(Precision):
 
 def build_precision(name: str, device: torch.device, scaler: ScalerSettings | None = None,
                     sharded: bool = False) -> Precision:
-    """The Precision object for mode `name` (see the table above); `sharded`: under FSDP2."""
+    """The Precision object for mode `name` (see the table above); `sharded`: under FSDP2,
+    whose MixedPrecisionPolicy then does bf16's casting (fp16 keeps autocast and a scaler)."""
     scaler = scaler or ScalerSettings()
-    if sharded and name != "fp32":
+    if sharded and name in ("bf16", "pure_bf16"):
         return ShardedPrecision(device, name)
     if name == "fp32":
         return Precision(device)

@@ -63,23 +63,27 @@ def bus_bytes(kind: str, message_bytes: float, n: int) -> float:
     return (n - 1) / n * message_bytes
 
 
-def mesh_group_names(mesh) -> dict[str, str]:
-    """{process group name: mesh dimension name} for every dimension of `mesh`."""
-    names = {}
+def mesh_group_names(mesh) -> dict[frozenset, str]:
+    """{ranks of a group: mesh dimension name} for every dimension of `mesh` and the world.
+
+    Groups are recognised by their members, not their names: several meshes over the same
+    ranks may share, or not share, process groups."""
+    names: dict[frozenset, str] = {}
+    if not (dist.is_available() and dist.is_initialized()):
+        return names
     if mesh is not None:
         for dim in mesh.mesh_dim_names:
-            group = mesh.get_group(dim)
-            label = "dp" if dim.startswith("dp_") else dim
-            names[group.group_name] = label
-    if dist.is_available() and dist.is_initialized():
-        names.setdefault(dist.group.WORLD.group_name, "world")
+            ranks = frozenset(dist.get_process_group_ranks(mesh.get_group(dim)))
+            if len(ranks) > 1:
+                names.setdefault(ranks, "dp" if dim.startswith("dp_") else dim)
+    names.setdefault(frozenset(range(dist.get_world_size())), "world")
     return names
 
 
 class CommLedger(TorchDispatchMode):
     """Records (mesh dimension, collective) -> calls and bytes per rank while active."""
 
-    def __init__(self, group_names: dict[str, str]):
+    def __init__(self, group_names: dict[frozenset, str]):
         super().__init__()
         self.group_names = group_names
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
@@ -87,25 +91,24 @@ class CommLedger(TorchDispatchMode):
         self.events: list[tuple[str, str, float]] = []   # (dim, collective, bytes) in order
 
     def _group(self, func, args, kwargs) -> tuple[str, int]:
-        from torch.distributed.distributed_c10d import ProcessGroup
-        values = list(args) + list(kwargs.values())
-        for v in values:
-            if isinstance(v, torch.ScriptObject):   # how c10d ops carry their ProcessGroup
-                v = ProcessGroup.unbox(v)
-            if isinstance(v, ProcessGroup):
-                return self.group_names.get(v.group_name, "other"), v.size()
-        schema_names = [a.name for a in func._schema.arguments]
-        size = None
-        if "group_size" in schema_names and schema_names.index("group_size") < len(args):
-            size = args[schema_names.index("group_size")]
-        name = next((v for v in reversed(values) if isinstance(v, str)
-                     and v in self.group_names), None)
-        if name is None:
-            name = args[-1] if args and isinstance(args[-1], str) else None
-        if size is None and name is not None:
-            from torch.distributed.distributed_c10d import _resolve_process_group
-            size = _resolve_process_group(name).size()
-        return self.group_names.get(name, "other"), int(size or 1)
+        """(mesh dimension, size) of the process group a collective runs on."""
+        from torch.distributed.distributed_c10d import ProcessGroup, _resolve_process_group
+        group = None
+        schema = func._schema.arguments
+        names = [a.name for a in schema]
+        for i, a in enumerate(schema):              # c10d ops carry a ProcessGroup object
+            if "ProcessGroup" in str(a.type) and i < len(args):
+                v = args[i]
+                group = ProcessGroup.unbox(v) if isinstance(v, torch.ScriptObject) else v
+        if group is None:                           # functional collectives name it
+            if "group_name" in names and names.index("group_name") < len(args):
+                group = _resolve_process_group(args[names.index("group_name")])
+            elif "group_name" in kwargs:
+                group = _resolve_process_group(kwargs["group_name"])
+        if group is None:
+            return "other", 1
+        ranks = frozenset(dist.get_process_group_ranks(group))
+        return self.group_names.get(ranks, "other"), len(ranks)
 
     def _message_bytes(self, func, kind: str, args, n: int) -> int:
         schema = [a.name for a in func._schema.arguments]

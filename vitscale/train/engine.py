@@ -132,6 +132,7 @@ class Engine:
             torch.cuda.reset_peak_memory_stats(self.device)
         with CommLedger(mesh_group_names(self.mesh)) as ledger:
             out = self._step(images, labels, meter)
+        self.ledger = ledger  # its ordered events help to read a layout's traffic
         self.accounting = {
             **self.footprint, "activation_bytes_per_micro_batch": meter.bytes,
             "micro_batch": len(images) // self.plan.accumulation,

@@ -86,29 +86,53 @@ class SequenceParallelNorm(ParallelStyle):
                                  self._shard_input, self._gather_output)
 
 
-def block_plan(block: nn.Module, sequence_parallel: bool, seq_length: int) -> dict:
-    """The 1D plan of one transformer block, from its modules' types (not their names), so
-    that feed-forward variants made of MLPs (pairs, absolute widths) are split the same way."""
-    after_pair = Shard(1) if sequence_parallel else Replicate()   # what proj/fc2 hand back
-    plan: dict[str, ParallelStyle] = {}
+def _split_linears(block: nn.Module) -> list[tuple[str, str]]:
+    """(child path, 'colwise' | 'rowwise') for every Linear 1D splits in `block`, by module
+    type, so that feed-forward variants made of MLPs (pairs, absolute widths) split alike.
+    Raises for a child with parameters that has no 1D rule."""
+    out = []
     for name, module in block.named_children():
         if isinstance(module, Attention):
-            if not sequence_parallel:  # (with it, the norm in front hands over a DTensor)
-                plan[name] = PrepareModuleInput(input_layouts=(Replicate(),),
-                                                desired_input_layouts=(Replicate(),))
-            plan.update({f"{name}.q": ColwiseParallel(), f"{name}.k": ColwiseParallel(),
-                         f"{name}.v": ColwiseParallel(),
-                         f"{name}.proj": RowwiseParallel(output_layouts=after_pair)})
+            out += [(f"{name}.{lin}", "colwise") for lin in ("q", "k", "v")]
+            out.append((f"{name}.proj", "rowwise"))
         elif isinstance(module, MLP):
-            plan.update({f"{name}.fc1": ColwiseParallel(),
-                         f"{name}.fc2": RowwiseParallel(output_layouts=after_pair)})
-        elif isinstance(module, nn.LayerNorm):
-            if sequence_parallel:
-                plan[name] = SequenceParallelNorm(seq_length)
-        elif any(True for _ in module.parameters()):
+            out += [(f"{name}.fc1", "colwise"), (f"{name}.fc2", "rowwise")]
+        elif not isinstance(module, nn.LayerNorm) and any(True for _ in module.parameters()):
             raise ConfigError(f"1D tensor parallelism has no plan for {type(module).__name__} "
                               f"(block.{name}): use a plain MLP feed-forward, or tensor size 1")
+    return out
+
+
+def block_plan(block: nn.Module, sequence_parallel: bool, seq_length: int) -> dict:
+    """The 1D plan of one transformer block (see the module docstring)."""
+    after_pair = Shard(1) if sequence_parallel else Replicate()   # what proj/fc2 hand back
+    plan: dict[str, ParallelStyle] = {}
+    for path, style in _split_linears(block):
+        plan[path] = ColwiseParallel() if style == "colwise" else \
+            RowwiseParallel(output_layouts=after_pair)
+    for name, module in block.named_children():
+        if isinstance(module, Attention) and not sequence_parallel:
+            # One Replicate DTensor for q, k and v to read (with sequence parallelism the
+            # norm in front hands one over).
+            plan[name] = PrepareModuleInput(input_layouts=(Replicate(),),
+                                            desired_input_layouts=(Replicate(),))
+        elif isinstance(module, nn.LayerNorm) and sequence_parallel:
+            plan[name] = SequenceParallelNorm(seq_length)
     return plan
+
+
+def split_dims(model: nn.Module, class_parallel_head: bool) -> dict[str, int | None]:
+    """{parameter name: the dimension 1D splits it along, or None if replicated}: the same
+    rules as block_plan and apply_1d, for the cost model (parallel/costs.py)."""
+    dims: dict[str, int | None] = {name: None for name, _ in model.named_parameters()}
+    for i, block in enumerate(model.blocks):
+        for path, style in _split_linears(block):
+            dims[f"blocks.{i}.{path}.weight"] = 0 if style == "colwise" else 1
+            if f"blocks.{i}.{path}.bias" in dims and style == "colwise":
+                dims[f"blocks.{i}.{path}.bias"] = 0
+    if class_parallel_head:
+        dims["head.weight"], dims["head.bias"] = 0, 0
+    return dims
 
 
 def apply_1d(model: nn.Module, tp_mesh, sequence_parallel: bool, class_parallel_head: bool

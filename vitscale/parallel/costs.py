@@ -1,0 +1,214 @@
+"""The one cost model: parameters and communication per rank per optimizer step, analytically.
+
+docs/parallelism.md states these formulas; the engine's measurements (accounting.py) are held
+against them by the tests (within 5%), and the layout planner will rank layouts with them.
+Nothing else in vitscale computes a cost.
+
+Notation (per rank, per optimizer step): L blocks, D width, N = patches + 1 tokens, C classes,
+b images per micro-batch on this rank, A micro-batches (accumulation), T tensor-parallel and
+R data-parallel ranks, P_r the parameter values this rank holds before data-parallel sharding
+(1/T of the split matrices plus every replicated parameter). Bytes per element: e_c for the
+matmul outputs (the compute dtype: 2 under autocast fp16/bf16), e_r for the residual stream
+and its gradients (4 under autocast: LayerNorm and the residual add run in fp32), e_g for
+gradients, e_p for parameters. A collective of S bytes over n ranks moves, per rank,
+2 (n-1)/n S (all-reduce) or (n-1)/n S (all-gather of S, reduce-scatter of S, broadcast).
+
+1D tensor parallelism, per micro-batch (Megatron-LM, Shoeybi et al. 2019):
+    without sequence parallelism  4 L all-reduces of b N D values: forward after proj and
+                                  fc2 (e_c), backward in front of q/k/v and fc1 (e_r)
+    with sequence parallelism     2 L reduce-scatters (forward, e_c) + 2 L all-gathers
+    (Korthikanti et al. 2022)     (their backward), 2 L + 1 all-gathers (forward, after each
+                                  norm, e_r) + 2 L reduce-scatters (their backward) + 1
+                                  all-gather (backward of the first block's token split), of
+                                  b N' D values, N' = T ceil(N / T) (uneven token shards
+                                  are padded); once per step, the partial LayerNorm
+                                  gradients: one all-reduce of D values (e_r) per norm
+                                  parameter, 2 (2 L + 1)
+    class-parallel head           forward 3 all-reduces of b fp32 values (loss_parallel: row
+                                  maxima, exp-sums, target logits; with soft targets: 1 of b
+                                  and 1 of 3 b), backward 1 all-reduce of b D (the head's input
+                                  gradient), and an all-gather of b C' logits (C' = T ceil(C/T))
+                                  for accuracy
+Data parallelism, per step, over R ranks (Rajbhandari et al. 2020, "ZeRO"):
+    DDP / FSDP2 replicating       all-reduce of P_r gradient values (e_g)
+    ZeRO-1 (DDP + ZeroRedundancyOptimizer)  + broadcast of the P_r updated parameters (e_p)
+    ZeRO-2 (FSDP2)                reduce-scatter of P~ gradients; all-gather of P~
+                                  parameters in each micro-batch's forward
+    ZeRO-3 (FSDP2)                the same, and a second all-gather in each backward
+    where P~ pads every parameter's first dimension to a multiple of R (FSDP2's shards).
+Global norms (gradient clipping: one per step; LAMB and LARS: two per adapted group): one
+all-reduce of a vector of fp32 squared sums per mesh dimension the tensors are split on.
+fp16 loss scaling (torch AMP or naive): one all-reduce of one fp32 overflow flag over every
+rank. Not modelled: DDP's one-off broadcast of its bucket order in the first step (~100 B).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from ..models import ViTSize, build_model
+
+_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """What one optimizer step moves data for, on one rank."""
+
+    size: ViTSize
+    dims: object                # distributed.mesh.ParallelDims
+    micro_batch: int            # b: images per micro-batch on this rank
+    accumulation: int = 1       # A
+    precision: str = "fp32"
+    optimizer: str = "adamw"
+    clip: bool = False
+    soft_targets: bool = False  # Mixup/CutMix or label smoothing: the soft loss path
+
+    @property
+    def low_precision_model(self) -> bool:
+        """Weights (and so the residual stream) in 16 bits: naive fp16 and pure bf16, and bf16
+        under FSDP2, whose MixedPrecisionPolicy casts parameters and inputs to bf16."""
+        return self.precision in ("naive_fp16", "pure_bf16") or (
+            self.precision == "bf16" and self.dims.uses_fsdp)
+
+    @property
+    def compute_bytes(self) -> int:      # e_c: matmul outputs
+        return 4 if self.precision == "fp32" else 2
+
+    @property
+    def residual_bytes(self) -> int:     # e_r: the residual stream, LayerNorm outputs
+        return 2 if self.low_precision_model else 4
+
+    @property
+    def gradient_bytes(self) -> int:     # e_g: gradients as data parallelism reduces them
+        if self.dims.uses_fsdp:
+            return 4                     # FSDP2 reduces in fp32 (reduce_dtype)
+        return 2 if self.low_precision_model else 4
+
+    @property
+    def parameter_bytes(self) -> int:    # e_p: parameters as they are gathered or broadcast
+        return 2 if self.low_precision_model else 4
+
+
+def bus_bytes(kind: str, message: float, n: int) -> float:
+    """Bytes one rank sends for a collective of `message` bytes on `n` ranks."""
+    if n <= 1:
+        return 0.0
+    return (2 if kind == "all_reduce" else 1) * (n - 1) / n * message
+
+
+def parameter_shapes(size: ViTSize, class_parallel_head: bool = False
+                     ) -> list[tuple[str, tuple[int, ...], int | None]]:
+    """(name, full shape, dimension 1D tensor parallelism splits or None) per parameter."""
+    from .tensor.onedim import split_dims
+    with torch.device("meta"):
+        model = build_model(size)
+    split = split_dims(model, class_parallel_head)
+    return [(n, tuple(p.shape), split[n]) for n, p in model.named_parameters()]
+
+
+def local_shape(shape: tuple[int, ...], dim: int | None, t: int, rank: int = 0
+                ) -> tuple[int, ...]:
+    """This tensor rank's piece of `shape` split along `dim` as torch.chunk splits it."""
+    if dim is None or t == 1:
+        return shape
+    chunk = math.ceil(shape[dim] / t)
+    part = max(0, min(chunk, shape[dim] - rank * chunk))
+    return shape[:dim] + (part,) + shape[dim + 1:]
+
+
+def parameters_per_rank(size: ViTSize, dims, tensor_rank: int = 0) -> int:
+    """P_r: parameter values one rank holds after tensor parallelism (before data sharding)."""
+    return sum(math.prod(local_shape(s, d, dims.tensor, tensor_rank))
+               for _, s, d in parameter_shapes(size, dims.class_parallel_head))
+
+
+def _fsdp_padded(size: ViTSize, dims, tensor_rank: int = 0) -> int:
+    """P~: P_r with each parameter's first dimension padded to a multiple of R (FSDP2)."""
+    r = dims.data
+    total = 0
+    for _, shape, d in parameter_shapes(size, dims.class_parallel_head):
+        local = local_shape(shape, d, dims.tensor, tensor_rank)
+        total += math.ceil(local[0] / r) * r * math.prod(local[1:])
+    return total
+
+
+def _norm_vectors(shape: StepShape) -> list[tuple[str, int]]:
+    """(mesh dimension, vector length) of every all-reduce that global norms make per step."""
+    dims = shape.dims
+    params = parameter_shapes(shape.size, dims.class_parallel_head)
+    by_dims: dict[tuple[str, ...], int] = defaultdict(int)
+    decay_split: dict[tuple[str, ...], int] = defaultdict(int)
+    for name, full, d in params:
+        groups = []
+        if dims.sharded_data_parallel:
+            groups.append("dp")
+        if d is not None and dims.tensor > 1:
+            groups.append("tp")
+        by_dims[tuple(groups)] += 1
+        if len(full) > 1 and name not in ("cls_token", "pos_embed"):
+            decay_split[tuple(groups)] += 1   # the adapted (weight-decay) group of LAMB/LARS
+    calls: list[tuple[str, int]] = []
+    if shape.clip:
+        calls += [(g, n) for groups, n in by_dims.items() for g in groups]
+    if shape.optimizer in ("lamb", "lars"):
+        calls += [(g, n) for groups, n in decay_split.items() for g in groups] * 2
+    return calls
+
+
+def communication(shape: StepShape) -> dict[str, dict[str, float]]:
+    """Bytes per rank per optimizer step: {mesh dimension: {collective: bytes}}."""
+    dims, size = shape.dims, shape.size
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    t, r, a, b = dims.tensor, dims.data, shape.accumulation, shape.micro_batch
+    L, D, N, C = size.depth, size.width, size.seq_length, size.num_classes
+    e_c, e_r = shape.compute_bytes, shape.residual_bytes
+    if t > 1:
+        tp = out["tp"]
+        if dims.sequence_parallel:
+            tokens = t * math.ceil(N / t)
+            m_c, m_r = b * tokens * D * e_c, b * tokens * D * e_r
+            tp["reduce_scatter"] += a * (2 * L * bus_bytes("reduce_scatter", m_c, t)
+                                         + 2 * L * bus_bytes("reduce_scatter", m_r, t))
+            # Forward: after each norm (2 L + 1); backward: of each reduce-scatter (2 L) and of
+            # the first block's token split (the embedding's gradient is needed whole).
+            tp["all_gather"] += a * (2 * L * bus_bytes("all_gather", m_c, t)
+                                     + (2 * L + 2) * bus_bytes("all_gather", m_r, t))
+            # The norms' weights and biases saw 1/T of the tokens: their gradients are partial
+            # sums, all-reduced once per step (by FSDP2 when it runs, else by the engine).
+            tp["all_reduce"] += 2 * (2 * L + 1) * bus_bytes("all_reduce", D * e_r, t)
+        else:
+            tp["all_reduce"] += a * 2 * L * (bus_bytes("all_reduce", b * N * D * e_c, t)
+                                             + bus_bytes("all_reduce", b * N * D * e_r, t))
+        if dims.class_parallel_head:
+            loss = [b * 4, 3 * b * 4] if shape.soft_targets else [b * 4] * 3
+            tp["all_reduce"] += a * sum(bus_bytes("all_reduce", m, t) for m in loss)
+            tp["all_reduce"] += a * bus_bytes("all_reduce", b * D * e_r, t)
+            tp["all_gather"] += a * bus_bytes("all_gather", b * t * math.ceil(C / t) * e_c, t)
+    if r > 1:
+        dp = out["dp"]
+        p_r = parameters_per_rank(size, dims)
+        e_g, e_p = shape.gradient_bytes, shape.parameter_bytes
+        style = dims.data_parallel
+        if style in ("ddp", "ddp_zero1", "fsdp_replicate"):
+            dp["all_reduce"] += bus_bytes("all_reduce", p_r * e_g, r)
+        if style == "ddp_zero1":
+            dp["broadcast"] += bus_bytes("broadcast", p_r * e_p, r)
+        if style in ("fsdp_stage2", "fsdp_stage3"):
+            padded = _fsdp_padded(size, dims)
+            gathers = a * (2 if style == "fsdp_stage3" else 1)
+            dp["reduce_scatter"] += bus_bytes("reduce_scatter", padded * e_g, r)
+            dp["all_gather"] += gathers * bus_bytes("all_gather", padded * e_p, r)
+    for dim, length in _norm_vectors(shape):
+        n = t if dim == "tp" else r
+        out[dim]["all_reduce"] += bus_bytes("all_reduce", length * 4, n)
+    if shape.precision in ("fp16", "naive_fp16") and dims.world > 1:
+        # (A mesh dimension that spans every rank uses the world group: it is named so.)
+        where = "tp" if dims.world == t else "dp" if dims.world == r else "world"
+        out[where]["all_reduce"] += bus_bytes("all_reduce", 4, dims.world)
+    return {dim: {k: v for k, v in kinds.items() if v} for dim, kinds in out.items()
+            if any(kinds.values())}
