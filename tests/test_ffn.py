@@ -20,7 +20,8 @@ from vitscale.models.fff import expand_lr_depth, tree_neurons
 from vitscale.models.init import reset_parameters
 from vitscale.plan import make_plan
 
-from conftest import TINY
+from conftest import TINY, run_cli
+from test_distributed import assert_same_model, train_args
 
 
 def small(**kw) -> ViTSize:
@@ -217,3 +218,16 @@ def test_every_variant_trains_on_real_data_saves_and_reloads(variant, cifar_dir,
     initialize_from(fresh, str(tmp_path / "run" / "model_final.safetensors"))
     for (name, a), b in zip(fresh.named_parameters(), engine.model.parameters()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("extra", [[], ["zero.stage=3"]], ids=["ddp", "fsdp2-zero3"])
+def test_fff_data_parallel_matches_one_process(extra, cifar_dir, tmp_path):
+    """FFF trees (with per-depth LR groups) are ordinary parameters to DDP and FSDP2: two
+    processes reach the weights one process reaches at the same global batch."""
+    fff_keys = ["FFN='fff'", "FFF_DEPTH=3", "FFF_TREES=2", "FFF_LR_DEPTH=(0.5, 1.0)"]
+    one = run_cli(*train_args(tmp_path / "one", cifar_dir, fff_keys))
+    assert one.returncode == 0, one.stderr
+    two = run_cli("run", "--nproc-per-node", "2",
+                  *train_args(tmp_path / "two", cifar_dir, [*fff_keys, *extra]))
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert_same_model(tmp_path / "two", tmp_path / "one")

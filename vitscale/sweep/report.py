@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 from ..atomic import atomic_write, atomic_write_text
@@ -90,7 +91,9 @@ def write_sweep_report(results: str | Path, x: str, series: str | None = None,
     numeric = all(_is_number(v) for v in xs_all)
     categories = list(dict.fromkeys(xs_all))
 
-    fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
+    # Categories (e.g. the `ffn` descriptions) need room for their wrapped labels.
+    width = 11 if numeric else max(11, 1.3 * len(categories))
+    fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(width, 4.5 if numeric else 5.5))
     for s, points in groups.items():
         pos = [xv if numeric else categories.index(xv) for xv in points]
         label = f"{series}={s}" if series else None
@@ -101,7 +104,8 @@ def write_sweep_report(results: str | Path, x: str, series: str | None = None,
     for ax, title in ((ax_acc, _title(metric)), (ax_time, "run wall time (s)")):
         ax.set_xlabel(x), ax.set_title(title), ax.grid(alpha=0.3)
         if not numeric:
-            ax.set_xticks(range(len(categories)), [str(c) for c in categories], rotation=20)
+            ax.set_xticks(range(len(categories)),
+                          [textwrap.fill(str(c), 16) for c in categories], fontsize=7)
         elif _log_scale(categories):
             ax.set_xscale("log", base=2)
         if series:
