@@ -182,6 +182,31 @@ def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("world, values, message", [
+    # apex O1 patches functions for plain tensors; TP and FSDP2 hold DTensors.
+    (2, {"fp16": {"mode": AMP_TYPE.APEX}, "parallel": {"tensor": {"mode": "1d", "size": 2}}},
+     "apex O1) patches torch functions"),
+    (2, {"fp16": {"mode": AMP_TYPE.APEX}, "zero": {"stage": 3}}, "apex O1) patches"),
+    # Naive fp16's fp32 masters would duplicate FSDP2's sharded fp32 parameters.
+    (4, {"fp16": {"mode": AMP_TYPE.NAIVE}, "zero": {"stage": 2}}, "AMP_TYPE.NAIVE keeps fp32"),
+    (4, {"fp16": {"mode": AMP_TYPE.NAIVE}, "parallel": {"tensor": {"mode": "1d", "size": 2}}},
+     "data parallelism under tensor parallelism runs on FSDP2"),
+    # ... and where no FSDP2 runs, they are fine: naive fp16 with tensor parallelism alone,
+    # torch AMP fp16 with FSDP2 (its scaler agrees across ranks on overflows).
+    (2, {"fp16": {"mode": AMP_TYPE.NAIVE}, "parallel": {"tensor": {"mode": "1d", "size": 2}}}, None),
+    (4, {"fp16": {"mode": AMP_TYPE.TORCH}, "zero": {"stage": 3}}, None),
+])
+def test_precision_modes_that_cannot_hold_dtensors_are_refused(world, values, message):
+    cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", **values})
+    if message is None:
+        make_plan(cfg, world_size=world)
+        return
+    with pytest.raises(ConfigError) as info:
+        make_plan(cfg, world_size=world)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+
 def test_data_parallel_size_is_derived_and_ranks_are_laid_out_like_colossal_ai():
     plan = make_plan(config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4"}), world_size=4)
     dims = plan.dims

@@ -54,7 +54,7 @@ def wait_for_step(run_dir: Path, proc: subprocess.Popen, step: int, timeout=300)
 
 def eval_records(run_dir: Path) -> list[dict]:
     return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-            if r["split"] != "train"]
+            if r["split"] in ("val", "test")]
 
 
 def same_metrics(a: list[dict], b: list[dict]) -> None:

@@ -29,18 +29,25 @@ def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     test = [r for r in records if r["split"] == "test"]
     assert len(test) == 2 and [r["epoch"] for r in test] == [1, 2]
     assert [r["step"] for r in train] == [2, 3, 4, 6]  # every LOG_EVERY=2 steps + epoch end
-    for r in records:
+    for r in train + test:
         assert {"epoch", "step", "split", "loss", "acc1", "lr", "wall_s"} <= set(r)
     assert all(r["images_per_s"] > 0 for r in train)
+    # One record of what the first step measured: parameters held (all of them: one process),
+    # activations kept for backward, and no communication.
+    [accounting] = [r for r in records if r["split"] == "accounting"]
+    assert accounting["step"] == 1 and accounting["comm_bytes_per_step"]["total_bytes"] == 0
+    assert accounting["parameters_per_rank"] == accounting["parameters_total"] > 0
+    assert accounting["activation_bytes_per_micro_batch"] > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final_acc1"] == test[-1]["acc1"]
     assert summary["best_acc1"] == max(r["acc1"] for r in test)
     assert summary["best_split"] == "test" and summary["best_metric"] == "acc1"
     assert summary["epochs"] == 2 and summary["steps"] == 6 and summary["wall_seconds"] > 0
     assert summary["device"] and summary["vitscale_version"] and summary["torch_version"]
+    assert summary["accounting_per_rank"][0]["parameters_total"] == summary["num_parameters"]
     # The saved config reproduces the run's config.
     again = load_config(run_dir / "config.py")
-    assert again == load_config(quick_config, TINY)
+    assert again == load_config(quick_config, [*TINY, "DATASET='cifar10'"])  # as inferred
 
 
 def test_a_small_vit_learns_real_cifar10(cifar_dir):

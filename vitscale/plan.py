@@ -115,6 +115,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
     if steps is not None:
         warmup = _warmup_steps(cfg, steps)
     precision = cfg.precision_name
+    _check_precision_layout(precision, dims)
     if runnable:
         check_available(precision)
     if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:

@@ -189,6 +189,11 @@ def _train(args, cfg, root, device, info, run_dir: Path) -> None:
               f"{plan.per_device_batch} per device x {plan.dims.data} data-parallel x "
               f"{plan.accumulation} accumulation; {plan.steps_per_epoch} steps/epoch x "
               f"{cfg.NUM_EPOCHS} epochs; run dir {run_dir}")
+        if plan.dims.world > 1:
+            held = engine.footprint
+            print(f"{plan.dims.explain()}; rank 0 holds {held['parameters_per_rank']:,} of "
+                  f"{held['parameters_total']:,} parameters "
+                  f"({held['parameter_bytes_per_rank'] / 1e6:.1f} MB)")
         print(engine.data_description, flush=True)
     Trainer(engine, run_dir=run_dir, progress=False if args.no_progress else None).fit()
 

@@ -186,6 +186,26 @@ class ParallelDims:
             mode = f" ({', '.join(extras)})"
         return f"pipeline {self.pipeline} x tensor {self.tensor}{mode} x data {self.data}"
 
+    def explain(self) -> str:
+        """What each parallel dimension does, for the start banner."""
+        parts = []
+        if self.tensor > 1:
+            sp = "; LayerNorms and residuals on 1/T of the tokens" if self.sequence_parallel \
+                else ""
+            head = "; classifier split over classes (loss_parallel)" \
+                if self.class_parallel_head else ""
+            parts.append(f"tensor parallel (1D, Megatron) over {self.tensor} ranks: q, k, v and "
+                         f"fc1 split by output columns, proj and fc2 by input rows, 2 all-reduces "
+                         f"per block forward and 2 backward{sp}{head}")
+        styles = {"ddp": "DDP (all-reduce of gradients)",
+                  "ddp_zero1": "DDP + ZeroRedundancyOptimizer (ZeRO-1: optimizer state sharded)",
+                  "fsdp_replicate": "FSDP2 replicating (all-reduce of gradients)",
+                  "fsdp_stage2": "FSDP2 (ZeRO-2: gradients and optimizer state sharded)",
+                  "fsdp_stage3": "FSDP2 (ZeRO-3: parameters sharded between uses too)"}
+        if self.data > 1:
+            parts.append(f"data parallel over {self.data} ranks: {styles[self.data_parallel]}")
+        return "; ".join(parts) or "one process: no parallelism"
+
 
 MESH_DIMS = ("dp_replicate", "dp_shard", "pp", "tp")
 __all__ = ["MESH_DIMS", "ParallelDims"]

@@ -29,11 +29,12 @@ from ..errors import ConfigError
 from .hooks import Hook
 
 # Keys that may change between a run and its resumption (they do not change what is trained).
-# The layout may change too: data order and augmentation do not depend on the world size, and
-# checkpoints reshard (DDP <-> FSDP, 2 ranks -> 1 or 4).
+# The layout may change too (`parallel`, `zero`): data order and augmentation do not depend on
+# the world size, and checkpoints hold global tensors that reshard (DDP <-> FSDP, 2 ranks ->
+# 1 or 4, tensor size 2 -> 1 or 4).
 RESUMABLE_CHANGES = {"NUM_EPOCHS", "LOG_EVERY", "EVAL_EVERY", "EVAL_BATCH_SIZE",
                      "LIMIT_EVAL_BATCHES", "EARLY_STOPPING_PATIENCE", "checkpoints",
-                     "tensorboard", "report", "compile", "cudnn_benchmark", "zero",
+                     "tensorboard", "report", "compile", "cudnn_benchmark", "zero", "parallel",
                      "dist_timeout"}
 
 

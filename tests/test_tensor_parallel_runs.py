@@ -1,0 +1,128 @@
+"""1D tensor parallelism through the CLI, as a user runs it: real CIFAR-10, real processes.
+
+* configs/cifar10/vit_lite_7_4_1d.py on 4 processes follows the vanilla config's per-step
+  training loss (1e-4 relative over the first 20 steps) and prints what each rank holds;
+* checkpoints move between layouts: saved at tensor size 2, resumed at 1 and at 4, each
+  continuing where the uninterrupted single-process run goes;
+* the exported model of a tensor-parallel run equals one process's; INIT_FROM loads into it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+# The recipe's first 20 steps at a CPU-sized batch: inside its warmup, as a run starts (at
+# the full LR from step 1, training is chaotic and fp32 rounding differences grow ~10x a step).
+LITE = ["TOTAL_BATCH_SIZE=32", "NUM_EPOCHS=1", "LIMIT_TRAIN_BATCHES=20", "LIMIT_EVAL_BATCHES=2",
+        "LOG_EVERY=1", "WARMUP_EPOCHS=0", "WARMUP_STEPS=20", "precision='fp32'", "tensorboard=False",
+        "report=False", "checkpoints.every_epochs=None"]
+# A tiny model with 4 heads (one per rank at tensor size 4); 4 steps an epoch. No q/k/v bias:
+# softmax ignores a bias added to every key, so its true gradient is 0 and Adam turns rounding
+# noise into unit steps there; no two layouts can agree on it.
+TINY = ["DATASET='cifar10'", "IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=2",
+        "NUM_HEADS=4", "MLP_RATIO=2", "QKV_BIAS=False", "TOTAL_BATCH_SIZE=32", "BATCH_SIZE=None",
+        "LIMIT_TRAIN_BATCHES=4", "LIMIT_EVAL_BATCHES=2", "LOG_EVERY=1", "WARMUP_EPOCHS=0",
+        "LR_SCHEDULE='constant'", "tensorboard=False", "report=False", "dist_timeout=120"]
+QUICK = str(REPO / "configs/cifar10/quick_cpu.py")
+
+
+def sets(values) -> list[str]:
+    return [a for kv in values for a in ("--set", kv)]
+
+
+def train(config: str, run_dir: Path, cifar_dir: Path, extra=(), nproc: int = 1):
+    args = ["train", config, "--data", str(cifar_dir), "--run-dir", str(run_dir),
+            "--no-progress", "--device", "cpu", *sets(extra)]
+    if nproc > 1:
+        args = ["run", "--nproc-per-node", str(nproc), *args]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def records(run_dir: Path, split: str) -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == split]
+
+
+def same_weights(a: Path, b: Path, atol=1e-5) -> None:
+    x, y = load_file(str(a)), load_file(str(b))
+    assert x.keys() == y.keys()
+    for k in x:
+        torch.testing.assert_close(x[k], y[k], rtol=0, atol=atol, msg=k)
+
+
+def test_the_1d_config_trains_like_the_vanilla_config(cifar_dir, tmp_path):
+    vanilla, one_d = tmp_path / "vanilla", tmp_path / "1d"
+    train(str(REPO / "configs/cifar10/vit_lite_7_4_vanilla.py"), vanilla, cifar_dir, LITE)
+    out = train(str(REPO / "configs/cifar10/vit_lite_7_4_1d.py"), one_d, cifar_dir, LITE,
+                nproc=4)
+    assert "tensor 4 (1d) x data 1" in out.stdout and "rank 0 holds" in out.stdout
+    a = [r["loss"] for r in records(one_d, "train")]
+    b = [r["loss"] for r in records(vanilla, "train")]
+    assert len(a) == len(b) == 20
+    assert a == pytest.approx(b, rel=1e-4)
+    # Each rank holds 1/4 of the blocks' matrices and all of the replicated parts.
+    summary = json.loads((one_d / "summary.json").read_text())
+    ranks = summary["accounting_per_rank"]
+    assert len(ranks) == 4
+    total = ranks[0]["parameters_total"]
+    from vitscale.models import get_variant
+    from vitscale.parallel.costs import parameter_shapes
+    split = sum(torch.Size(s).numel() for _, s, d in parameter_shapes(get_variant("vit_lite_7_4"))
+                if d is not None)
+    for rank in ranks:
+        assert rank["parameters_per_rank"] == total - split + split // 4
+        assert rank["comm_bytes_per_step"]["by_dim"]["tp"]["all_reduce"]["bytes"] > 0
+
+
+def test_checkpoints_move_between_tensor_sizes(cifar_dir, tmp_path):
+    """1 epoch at tensor size 2, then epoch 2 at size 1 and (from the same checkpoint) at
+    size 4: both end where 2 epochs on one process end."""
+    one_d = ["parallel.tensor.mode='1d'"]
+    whole = tmp_path / "whole"
+    train(QUICK, whole, cifar_dir, [*TINY, "NUM_EPOCHS=2"])
+    first = tmp_path / "t2"
+    out = train(QUICK, first, cifar_dir, [*TINY, "NUM_EPOCHS=1", *one_d,
+                                          "parallel.tensor.size=2"], nproc=2)
+    assert "tensor 2 (1d)" in out.stdout
+    # The export of a tensor-parallel run is a plain model, equal to one process's.
+    single_epoch = tmp_path / "single"
+    train(QUICK, single_epoch, cifar_dir, [*TINY, "NUM_EPOCHS=1"])
+    same_weights(first / "model_final.safetensors", single_epoch / "model_final.safetensors")
+    to_four = tmp_path / "t4"
+    shutil.copytree(first, to_four)
+    to_one = first
+    out = train(QUICK, to_one, cifar_dir, [*TINY, "NUM_EPOCHS=2"])
+    assert "resuming from" in out.stdout and "step-00000004" in out.stdout
+    out = train(QUICK, to_four, cifar_dir, [*TINY, "NUM_EPOCHS=2", *one_d,
+                                            "parallel.tensor.size=4"], nproc=4)
+    assert "resuming from" in out.stdout and "tensor 4 (1d)" in out.stdout
+    for resumed in (to_one, to_four):
+        same_weights(resumed / "model_final.safetensors", whole / "model_final.safetensors")
+        losses = [r["loss"] for r in records(resumed, "train")]
+        assert losses == pytest.approx([r["loss"] for r in records(whole, "train")], rel=1e-4)
+
+
+def test_init_from_an_export_loads_into_a_tensor_parallel_layout(cifar_dir, tmp_path):
+    source = tmp_path / "source"
+    train(QUICK, source, cifar_dir, [*TINY, "NUM_EPOCHS=1"])
+    init = [f"INIT_FROM='{source / 'model_final.safetensors'}'", "NUM_EPOCHS=1"]
+    alone, sharded = tmp_path / "alone", tmp_path / "sharded"
+    train(QUICK, alone, cifar_dir, [*TINY, *init])
+    train(QUICK, sharded, cifar_dir, [*TINY, *init, "parallel.tensor.mode='1d'",
+                                      "parallel.tensor.size=2",
+                                      "parallel.tensor.sequence_parallel=True"], nproc=2)
+    assert [r["loss"] for r in records(sharded, "train")] == pytest.approx(
+        [r["loss"] for r in records(alone, "train")], rel=1e-4)
+    same_weights(sharded / "model_final.safetensors", alone / "model_final.safetensors")
