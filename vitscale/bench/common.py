@@ -29,14 +29,19 @@ def timed(step, n: int, device: torch.device) -> float:
 
 
 def bench_engine(model: str, batch: int, device: torch.device, seed: int = 0,
-                 **config) -> Engine:
-    """vitscale's Engine for variant `model` (its own class count), AdamW, no data loaders."""
-    values = {"MODEL": model, "BATCH_SIZE": batch, "LEARNING_RATE": 1e-4, "WEIGHT_DECAY": 0.05,
-              "NUM_EPOCHS": 1, "SEED": seed, **config}
+                 world_size: int = 1, **config) -> Engine:
+    """vitscale's Engine for variant `model` (its own class count), AdamW, no data loaders.
+    With `world_size` > 1 (a process group is up), `batch` is the global batch and `config`
+    may give the layout (`parallel`, `zero`)."""
+    batch_key = "TOTAL_BATCH_SIZE" if world_size > 1 else "BATCH_SIZE"
+    values = {"MODEL": model, batch_key: batch, "LEARNING_RATE": 1e-4, "WEIGHT_DECAY": 0.05,
+              "NUM_EPOCHS": 1, "SEED": seed, "DATASET": "synthetic", **config}
     cfg = config_from_dict(values, source="bench")
     size = get_variant(model)
-    plan = dataclasses.replace(make_plan(cfg), model=size, model_name=model)
-    return engine_from_plan(cfg, plan, device)
+    plan = dataclasses.replace(make_plan(cfg, world_size=world_size), model=size,
+                               model_name=model)
+    mesh = plan.dims.build_mesh(device.type) if world_size > 1 else None
+    return engine_from_plan(cfg, plan, device, mesh)
 
 
 def random_batch(model: str, batch: int, device: torch.device, seed: int = 0):

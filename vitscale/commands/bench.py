@@ -19,6 +19,12 @@ def register(sub) -> None:
                    help="also time vitscale with compile=True (torch.compile per block)")
     s.add_argument("--device", help="cpu, cuda or cuda:N")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--nproc-per-node", type=int, default=1,
+                   help="processes: > 1 times parallel layouts beside pure data parallelism "
+                        "(--batch is then the global batch)")
+    s.add_argument("--layout", action="append", default=[], metavar="SPEC",
+                   help="a layout to time beside pure data parallelism: tp=T[,sp][,head=class]"
+                        "[,zero=S], e.g. tp=2,sp (repeatable)")
     s.set_defaults(func=run_step)
 
     a = bench.add_parser("amp", help="memory, iterations/s and images/s of every precision mode")
@@ -97,6 +103,8 @@ def run_step(args) -> int:
     _check_model(args)
     if args.rounds < 1:
         raise ConfigError("--rounds must be at least 1")
+    if args.nproc_per_node > 1 or args.layout:
+        return _run_layouts(args)
     r = bench_step(args.model, args.batch, steps=args.steps, warmup=args.warmup,
                    rounds=args.rounds, device=args.device, precision=args.precision,
                    compile=args.compile)
@@ -110,6 +118,52 @@ def run_step(args) -> int:
         print(f"  vitscale, compiled    {r['vitscale_compiled_images_per_s']:10.1f} images/s")
     print(f"  plain PyTorch loop    {r['plain_images_per_s']:10.1f} images/s")
     print(f"  ratio (vitscale / plain)  {r['ratio']:.3f}")
+    return 0
+
+
+def _run_layouts(args) -> int:
+    """Start --nproc-per-node processes (unless a launcher already did), then time the layouts."""
+    import os
+    import sys
+
+    from ..bench.layouts import bench_layouts, parse_layout
+    from ..errors import ConfigError
+
+    layouts = [parse_layout(spec) for spec in args.layout]
+    if "WORLD_SIZE" not in os.environ:
+        if args.nproc_per_node < 2:
+            raise ConfigError("--layout needs --nproc-per-node 2 or more")
+        from ..distributed.runner import run_local
+        argv = sys.argv[1:]
+        i = argv.index("--nproc-per-node")
+        return run_local(argv[:i] + argv[i + 2:], args.nproc_per_node)
+    from ..distributed.group import init_distributed, shutdown_distributed
+    from ..distributed.launch import detect_launch
+    import torch
+    info = detect_launch(cuda=args.device != "cpu" and torch.cuda.is_available())
+    device = init_distributed(info, timeout=600)
+    try:
+        rows = bench_layouts(args.model, args.batch, layouts, device, steps=args.steps,
+                             warmup=args.warmup, rounds=args.rounds, precision=args.precision)
+    finally:
+        shutdown_distributed()
+    if info.rank != 0:
+        return 0
+    if args.json:
+        print(json.dumps({"model": args.model, "batch": args.batch, "world": info.world_size,
+                          "precision": args.precision, "device": str(device),
+                          "torch_version": torch.__version__, "layouts": rows}))
+        return 0
+    print(f"{args.model}, global batch {args.batch}, {args.precision}, {info.world_size} "
+          f"processes on {device} (median of {args.rounds} alternating rounds of "
+          f"{args.steps} steps)")
+    print(f"| {'layout':<18} | {'images/s':>9} | {'vs dp':>6} | {'MB sent/step/rank':>17} | "
+          f"{'formula MB':>10} | {'params/rank':>11} |")
+    print(f"|{'-' * 20}|{'-' * 11}|{'-' * 8}|{'-' * 19}|{'-' * 12}|{'-' * 13}|")
+    for r in rows:
+        print(f"| {r['layout']:<18} | {r['images_per_s']:>9.1f} | {r['vs_data_parallel']:>6.2f} | "
+              f"{r['bytes_per_step'] / 1e6:>17.3f} | {r['predicted_bytes_per_step'] / 1e6:>10.3f} | "
+              f"{r['parameters_per_rank']:>11,} |")
     return 0
 
 
