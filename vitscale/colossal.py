@@ -25,7 +25,6 @@ docs/configuration.md ("Coming from Colossal-AI") has the table this module impl
 from __future__ import annotations
 
 import builtins
-import logging
 import math
 import os
 import re
@@ -38,8 +37,6 @@ from typing import Any
 
 from .errors import ConfigError
 from .precision import AMP_TYPE
-
-log = logging.getLogger(__name__)
 
 # Packages a config file may import without having them: Colossal-AI itself, its model zoo
 # package Titans, and the in-repository `model_zoo` of Colossal-AI's first releases.
@@ -549,8 +546,8 @@ class _Translator:
 
     def lr_schedule(self, sched: Any, source: str, by_epoch: bool | None) -> None:
         if not isinstance(sched, dict) or "type" not in sched:
-            raise ConfigError(f"{source}={_show(sched)}: expected dict(type='CosineAnnealingWarmupLR'"
-                              ", warmup_steps=...)")
+            raise ConfigError(f"{source}={_show(sched)}: expected "
+                              "dict(type='CosineAnnealingWarmupLR', warmup_steps=...)")
         sched = dict(sched)
         kind = str(sched.pop("type")).rsplit(".", 1)[-1]
         epochs = self.out.get("NUM_EPOCHS")
@@ -642,7 +639,8 @@ class _Translator:
             if key not in ("type", "root", "transform_pipeline", "train", "download"):
                 self.notes.ignore(f"{split}.dataset.{key}", "not an option vitscale has")
         if train:
-            self.transforms(dataset.get("transform_pipeline"), f"{split}.dataset.transform_pipeline")
+            self.transforms(dataset.get("transform_pipeline"),
+                            f"{split}.dataset.transform_pipeline")
         elif dataset.get("transform_pipeline"):
             self.notes.ignore(f"{split}.dataset.transform_pipeline", "evaluation resizes and "
                               "centre-crops by EVAL_CROP_PCT and normalises with the dataset's "
@@ -814,8 +812,9 @@ class _Translator:
             mode = None
         tesseract = self.out.get("TESSERACT_DEPTH") if size > 1 else None
         if tesseract is not None and (tesseract != depth or _mode(mode) != "2.5d"):
-            raise ConfigError(f"TESSERACT_DEPTH={tesseract} but parallel['tensor'] is mode={mode!r},"
-                              f" depth={depth}: TESSERACT_DEPTH is the 2.5D depth; make them agree")
+            raise ConfigError(f"TESSERACT_DEPTH={tesseract} but parallel['tensor'] is "
+                              f"mode={mode!r}, depth={depth}: TESSERACT_DEPTH is the 2.5D depth; "
+                              "make them agree")
         if tesseract is not None:
             self.notes.check(f"TESSERACT_DEPTH={tesseract}", "equals parallel['tensor']['depth']")
         summa = self.out.get("SUMMA_DIM")
@@ -828,7 +827,8 @@ class _Translator:
                 self.notes.check(f"SUMMA_DIM={summa}", f"the {_mode(mode)} grid side q of "
                                  f"parallel['tensor'] (size {size})")
             else:
-                self.notes.ignore("SUMMA_DIM", f"the 2D/2.5D grid side; the tensor mode is {mode!r}")
+                self.notes.ignore("SUMMA_DIM",
+                                  f"the 2D/2.5D grid side; the tensor mode is {mode!r}")
         pipeline = _pipeline_size(self.out.get("parallel"))
         for key, against in (("NUM_MICRO_BATCHES", "must divide the per-device batch; the "
                                                    "pipeline's micro-batches per step"),
@@ -842,8 +842,8 @@ class _Translator:
 
     def aliases(self) -> None:
         for source, target in (("DIM", "HIDDEN_SIZE"), ("EMBED_SIZE", "HIDDEN_SIZE"),
-                               ("NUM_ATTENTION_HEADS", "NUM_HEADS"), ("NUM_ATTN_HEADS", "NUM_HEADS"),
-                               ("NUM_BLOCKS", "DEPTH")):
+                               ("NUM_ATTENTION_HEADS", "NUM_HEADS"),
+                               ("NUM_ATTN_HEADS", "NUM_HEADS"), ("NUM_BLOCKS", "DEPTH")):
             if source in self.out:
                 value = self.pop(source)
                 self.put(target, value, f"{source}={_show(value)}")

@@ -3,11 +3,15 @@
 A config file is plain Python. Upper-case names are hyperparameters (BATCH_SIZE, LEARNING_RATE,
 HIDDEN_SIZE, ...); lower-case names are framework sections (parallel, fp16,
 gradient_accumulation, clip_grad_norm). `AMP_TYPE` is defined inside the file without an import.
-Names that start with an underscore are the file's own helpers and are ignored.
+Names that start with an underscore, and names bound only by imports, are the file's own helpers.
+Colossal-AI's config files load as they are (`from colossalai.amp import AMP_TYPE`, its key
+spellings, `os.environ['DATA']` unset): colossal.py serves the imports and translates the keys,
+and `read_config` returns the notes on what it translated, checked or ignored.
 
     vitscale train configs/cifar10/vit_lite_7_4.py --set LEARNING_RATE=1e-3 --set parallel.pipeline=1
 
-`--set KEY=VALUE` values are Python literals (a bare word is taken as a string). A top-level key
+`--set KEY=VALUE` values are written as in the file: literals, dict(...), AMP_TYPE.X and constant
+arithmetic (a bare word is taken as a string). A top-level key
 set this way is pinned *before* the file runs: the file's own assignment to it is skipped, so
 derived lines such as `BATCH_SIZE = TOTAL_BATCH_SIZE // gradient_accumulation` see the new value.
 
