@@ -124,7 +124,8 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     predicted = communication(StepShape(
         plan.model, plan.dims, micro_batch=plan.per_device_batch,
         accumulation=plan.accumulation, precision=plan.precision, optimizer=cfg.OPTIMIZER,
-        clip=bool(cfg.clip_grad_norm), soft_targets=cfg.LABEL_SMOOTHING > 0))
+        clip=bool(cfg.clip_grad_norm), soft_targets=cfg.LABEL_SMOOTHING > 0,
+        checkpointing=cfg.CHECKPOINT))
     tensor_rank = mesh["tp"].get_local_rank()
     return {"rank": rank, "layout": plan.dims.describe(), "init": init, "logits": logit_diff,
             "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,

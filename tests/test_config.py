@@ -195,8 +195,14 @@ def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     # torch AMP fp16 with FSDP2 (its scaler agrees across ranks on overflows).
     (2, {"fp16": {"mode": AMP_TYPE.NAIVE}, "parallel": {"tensor": {"mode": "1d", "size": 2}}}, None),
     (4, {"fp16": {"mode": AMP_TYPE.TORCH}, "zero": {"stage": 3}}, None),
+    # Dropout on uneven token shards would desynchronise the ranks' random streams.
+    (2, {"DROP_RATE": 0.1, "parallel": {"tensor": {"mode": "1d", "size": 2,
+                                                    "sequence_parallel": True}}},
+     "splits N=65 tokens unevenly over 2 ranks"),
+    (2, {"DROP_PATH_RATE": 0.1, "parallel": {"tensor": {"mode": "1d", "size": 2,
+                                                         "sequence_parallel": True}}}, None),
 ])
-def test_precision_modes_that_cannot_hold_dtensors_are_refused(world, values, message):
+def test_modes_that_cannot_run_under_a_layout_are_refused(world, values, message):
     cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", **values})
     if message is None:
         make_plan(cfg, world_size=world)

@@ -27,6 +27,8 @@ LAMB_CLIP = ["OPTIMIZER='lamb'", "clip_grad_norm=1.0"]
 # uses AdamW unless a case says otherwise.
 CASES = {
     "1d_t2": (2, ONE_D + ["parallel.tensor.size=2"], 1e-5),
+    # Activation checkpointing wraps the sharded blocks (their collectives recompute too).
+    "1d_t2_checkpointed": (2, ONE_D + ["parallel.tensor.size=2", "CHECKPOINT=True"], 1e-5),
     "1d_t2_class_parallel_lamb": (2, ONE_D + ["parallel.tensor.size=2",
                                               "parallel.tensor.head='class_parallel'",
                                               *LAMB_CLIP], 1e-5),

@@ -116,6 +116,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
         warmup = _warmup_steps(cfg, steps)
     precision = cfg.precision_name
     _check_precision_layout(precision, dims)
+    _check_dropout_layout(cfg, dims, size)
     if runnable:
         check_available(precision)
     if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:
@@ -137,6 +138,17 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
                 total_steps=steps * cfg.NUM_EPOCHS if steps is not None else None,
                 warmup_steps=warmup,
                 precision=precision, peak_lr=peak_lr)
+
+
+def _check_dropout_layout(cfg: Config, dims: ParallelDims, size: ViTSize) -> None:
+    """Dropout under sequence parallelism needs even token shards (see docs/parallelism.md)."""
+    if dims.sequence_parallel and cfg.DROP_RATE > 0 and size.seq_length % dims.tensor:
+        raise ConfigError(
+            f"sequence parallelism splits N={size.seq_length} tokens unevenly over "
+            f"{dims.tensor} ranks, so dropout would draw a different number of random values "
+            "on each rank and DropPath's per-image choices would stop agreeing across an "
+            "image's token shards: set DROP_RATE=0 or parallel['tensor']['sequence_parallel']"
+            "=False")
 
 
 def _check_precision_layout(precision: str, dims: ParallelDims) -> None:

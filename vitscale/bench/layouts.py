@@ -108,7 +108,8 @@ def bench_layouts(model: str, batch: int, layouts: list[dict], device: torch.dev
         plan, acc = engine.plan, engine.accounting
         predicted = communication(StepShape(plan.model, plan.dims, plan.per_device_batch,
                                             plan.accumulation, plan.precision,
-                                            engine.cfg.OPTIMIZER))
+                                            engine.cfg.OPTIMIZER,
+                                            checkpointing=engine.cfg.CHECKPOINT))
         images_per_s = batch * steps / statistics.median(times[name])
         rows.append({
             "layout": name, "dims": plan.dims.describe(),

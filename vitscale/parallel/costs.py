@@ -38,6 +38,8 @@ Data parallelism, per step, over R ranks (Rajbhandari et al. 2020, "ZeRO"):
     where P~ pads every parameter's first dimension to a multiple of R (FSDP2's shards).
 Global norms (gradient clipping: one per step; LAMB and LARS: two per adapted group): one
 all-reduce of a vector of fp32 squared sums per mesh dimension the tensors are split on.
+Activation checkpointing runs each block's forward again in backward: its forward collectives
+(tensor parallelism) count twice.
 fp16 loss scaling (torch AMP or naive): one all-reduce of one fp32 overflow flag over every
 rank. Not modelled: DDP's one-off broadcast of its bucket order in the first step (~100 B).
 """
@@ -67,6 +69,7 @@ class StepShape:
     optimizer: str = "adamw"
     clip: bool = False
     soft_targets: bool = False  # Mixup/CutMix or label smoothing: the soft loss path
+    checkpointing: bool = False  # activation checkpointing: each block's forward runs twice
 
     @property
     def low_precision_model(self) -> bool:
@@ -167,22 +170,24 @@ def communication(shape: StepShape) -> dict[str, dict[str, float]]:
     t, r, a, b = dims.tensor, dims.data, shape.accumulation, shape.micro_batch
     L, D, N, C = size.depth, size.width, size.seq_length, size.num_classes
     e_c, e_r = shape.compute_bytes, shape.residual_bytes
+    fwd = 2 if shape.checkpointing else 1   # a checkpointed block's forward runs again
     if t > 1:
         tp = out["tp"]
         if dims.sequence_parallel:
             tokens = t * math.ceil(N / t)
             m_c, m_r = b * tokens * D * e_c, b * tokens * D * e_r
-            tp["reduce_scatter"] += a * (2 * L * bus_bytes("reduce_scatter", m_c, t)
+            tp["reduce_scatter"] += a * (fwd * 2 * L * bus_bytes("reduce_scatter", m_c, t)
                                          + 2 * L * bus_bytes("reduce_scatter", m_r, t))
-            # Forward: after each norm (2 L + 1); backward: of each reduce-scatter (2 L) and of
-            # the first block's token split (the embedding's gradient is needed whole).
+            # Forward: after each norm (2 L in the blocks, 1 after them); backward: of each
+            # reduce-scatter (2 L) and of the first block's token split (the embedding's
+            # gradient is needed whole).
             tp["all_gather"] += a * (2 * L * bus_bytes("all_gather", m_c, t)
-                                     + (2 * L + 2) * bus_bytes("all_gather", m_r, t))
+                                     + (fwd * 2 * L + 2) * bus_bytes("all_gather", m_r, t))
             # The norms' weights and biases saw 1/T of the tokens: their gradients are partial
             # sums, all-reduced once per step (by FSDP2 when it runs, else by the engine).
             tp["all_reduce"] += 2 * (2 * L + 1) * bus_bytes("all_reduce", D * e_r, t)
         else:
-            tp["all_reduce"] += a * 2 * L * (bus_bytes("all_reduce", b * N * D * e_c, t)
+            tp["all_reduce"] += a * 2 * L * (fwd * bus_bytes("all_reduce", b * N * D * e_c, t)
                                              + bus_bytes("all_reduce", b * N * D * e_r, t))
         if dims.class_parallel_head:
             loss = [b * 4, 3 * b * 4] if shape.soft_targets else [b * 4] * 3
