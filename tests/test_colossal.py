@@ -138,7 +138,8 @@ def test_hybrid_config_keys_checked_against_the_layout():
 def test_a_launched_run_still_checks_the_real_world():
     path = FIXTURES / "ColossalAI-Examples/image/vision_transformer/hybrid_parallel/configs/" \
                       "vit_1d_tp2_pp2.py"
-    cfg = infer_dataset(load_config(path)).config
+    # torch AMP: the file's naive fp16 cannot run data parallel under tensor parallelism (FSDP2).
+    cfg = infer_dataset(load_config(path, ["fp16=dict(mode=AMP_TYPE.TORCH)"])).config
     with pytest.raises(ConfigError, match="pipeline parallelism"):
         make_plan(cfg, world_size=4)  # runnable=True, as `vitscale train` without --dry-run
     with pytest.raises(ConfigError, match="world size 6 is not divisible"):
@@ -487,7 +488,9 @@ def test_dry_run_plans_a_64_gpu_config_on_one_machine():
     assert "world_size           64 (the config's smallest: pipeline x tensor)" in out
     assert "dataset: imagenet1k (NUM_CLASSES=1000)" in out
     assert "checked: TENSOR_SHAPE=(256, 197, 4096)" in out and "Traceback" not in out
-    wide = run_cli("train", str(path), "--dry-run", "--world", "128")
+    # 128 processes: data 2 under tensor parallelism (FSDP2), with torch AMP as --set says.
+    wide = run_cli("train", str(path), "--dry-run", "--world", "128",
+                   "--set", "fp16=dict(mode=AMP_TYPE.TORCH)")
     assert wide.returncode == 0 and "x data 2" in wide.stdout
     assert "# not runnable yet: " in wide.stdout  # said, not refused
     bad = run_cli("train", str(path), "--world", "128")
