@@ -201,6 +201,19 @@ def test_colossalai_titans_and_stdlib_imports_without_colossalai(tmp_path):
     assert AMP_TYPE.PARALLEL is AMP_TYPE.NAIVE
 
 
+def test_imported_names_are_helpers_unless_they_name_a_key(tmp_path):
+    (tmp_path / "base_keys.py").write_text("LEARNING_RATE = 0.25\nHIDDEN = 'hidden'\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        cfg = load_config(write(tmp_path, "from base_keys import LEARNING_RATE, HIDDEN\n"
+                                          "BATCH_SIZE = 8\n"))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("base_keys", None)
+    assert cfg.LEARNING_RATE == 0.25  # a key, even imported; HIDDEN is the file's helper
+
+
 def test_a_colossalai_name_in_a_used_key_is_one_line(tmp_path):
     path = write(tmp_path, """\
         from colossalai.nn.optimizer import Lamb

@@ -401,8 +401,9 @@ def _run_config_file(path: Path, pinned: dict[str, Any], notes: Notes
         raise ConfigError(f"{path}{':' + str(lineno) if lineno else ''}: config file raised "
                           f"{type(e).__name__}: {e}{hint}") from None
     # Names bound only by imports are the file's tools (AMP_TYPE, math, a stray
-    # `from tkinter import HIDDEN`), not keys.
-    helpers = imported - assigned
+    # `from tkinter import HIDDEN`), not keys -- unless they name a key
+    # (`from base import LEARNING_RATE` sets it).
+    helpers = imported - assigned - known
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k != "AMP_TYPE" and k not in helpers
             and not isinstance(v, (types.ModuleType, type, types.FunctionType))}, tesseract_depth
