@@ -72,6 +72,10 @@ def test_the_1d_config_trains_like_the_vanilla_config(cifar_dir, tmp_path):
     b = [r["loss"] for r in records(vanilla, "train")]
     assert len(a) == len(b) == 20
     assert a == pytest.approx(b, rel=1e-4)
+    # Evaluation reduces over the data-parallel group only: the same images counted once.
+    [ta], [tb] = records(one_d, "test"), records(vanilla, "test")
+    assert ta["images"] == tb["images"] and ta["acc1"] == pytest.approx(tb["acc1"], abs=0.01)
+    assert ta["loss"] == pytest.approx(tb["loss"], rel=1e-4)
     # Each rank holds 1/4 of the blocks' matrices and all of the replicated parts.
     summary = json.loads((one_d / "summary.json").read_text())
     ranks = summary["accounting_per_rank"]

@@ -115,17 +115,15 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
     if steps is not None:
         warmup = _warmup_steps(cfg, steps)
     precision = cfg.precision_name
-    _check_precision_layout(precision, dims)
-    _check_dropout_layout(cfg, dims, size)
-    if runnable:
+    if runnable:  # a dry run plans the layout and lists these (commands/train.py)
+        _check_precision_layout(precision, dims)
+        _check_dropout_layout(cfg, dims, size)
         check_available(precision)
     if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:
         raise ConfigError("LR_SCHEDULE='multistep' needs LR_MILESTONES, e.g. (30, 60, 80) epochs")
     if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
             not isinstance(m, (int, float)) or m < 0 for m in cfg.LR_MILESTONES):
         raise ConfigError(f"LR_MILESTONES={cfg.LR_MILESTONES!r} must be increasing epoch numbers")
-    if runnable:  # a dry run plans the layout and lists this (commands/train.py)
-        _check_precision_layout(precision, dims)
     if cfg.dist_timeout <= 0:
         raise ConfigError(f"dist_timeout={cfg.dist_timeout} must be a positive number of seconds")
     _check_data(cfg, dataset, per_device * accum)

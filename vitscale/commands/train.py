@@ -79,7 +79,7 @@ def dry_run(args, loaded) -> int:
 
     from ..errors import ConfigError
     from ..models import build_model, count_parameters
-    from ..plan import _check_precision_layout
+    from ..plan import _check_dropout_layout, _check_precision_layout
     from ..precision import check_available
 
     dry = plan_dry_run(loaded, args.data, args.world)
@@ -111,8 +111,9 @@ def dry_run(args, loaded) -> int:
         notes.append(f"not runnable yet: {e}")
     try:
         _check_precision_layout(plan.precision, plan.dims)
+        _check_dropout_layout(cfg, plan.dims, plan.model)
     except ConfigError as e:
-        notes.append(f"not runnable yet: {e}")
+        notes.append(f"not runnable as it is: {e}")
     try:
         check_available(plan.precision)
     except ConfigError as e:

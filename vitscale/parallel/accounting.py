@@ -161,8 +161,8 @@ class ActivationMeter:
 
     def _pack(self, t: torch.Tensor):
         from ..optim.norms import local
-        if isinstance(t, torch.nn.Parameter):   # a weight saved for its gradient: not new memory
-            return t
+        if isinstance(t, torch.nn.Parameter) or isinstance(t._base, torch.nn.Parameter):
+            return t  # a weight (or its transpose) saved for its gradient: not new memory
         storage = local(t).untyped_storage()
         ptr = storage.data_ptr()
         if ptr not in self.params:

@@ -38,8 +38,9 @@ Data parallelism, per step, over R ranks (Rajbhandari et al. 2020, "ZeRO"):
     where P~ pads every parameter's first dimension to a multiple of R (FSDP2's shards).
 Global norms (gradient clipping: one per step; LAMB and LARS: two per adapted group): one
 all-reduce of a vector of fp32 squared sums per mesh dimension the tensors are split on.
-Activation checkpointing runs each block's forward again in backward: its forward collectives
-(tensor parallelism) count twice.
+Activation checkpointing runs each block's forward again in backward, up to the last tensor
+backward needs (torch's early stop): proj's all-reduce once more per block (with sequence
+parallelism: proj's reduce-scatter and both norms' all-gathers), not fc2's.
 fp16 loss scaling (torch AMP or naive): one all-reduce of one fp32 overflow flag over every
 rank. Not modelled: DDP's one-off broadcast of its bucket order in the first step (~100 B).
 """
@@ -130,6 +131,18 @@ def parameters_per_rank(size: ViTSize, dims, tensor_rank: int = 0) -> int:
                for _, s, d in parameter_shapes(size, dims.class_parallel_head))
 
 
+def parameters_held(size: ViTSize, dims, tensor_rank: int = 0, data_rank: int = 0) -> int:
+    """Parameter values one rank holds between steps: P_r, or under FSDP2 (ZeRO-2/3) its
+    shard of each parameter's first dimension (torch.chunk's split over R ranks)."""
+    if not dims.uses_fsdp or dims.data_parallel == "fsdp_replicate":
+        return parameters_per_rank(size, dims, tensor_rank)
+    total = 0
+    for _, shape, d in parameter_shapes(size, dims.class_parallel_head):
+        local = local_shape(shape, d, dims.tensor, tensor_rank)
+        total += math.prod(local_shape(local, 0, dims.data, data_rank))
+    return total
+
+
 def _fsdp_padded(size: ViTSize, dims, tensor_rank: int = 0) -> int:
     """P~: P_r with each parameter's first dimension padded to a multiple of R (FSDP2)."""
     r = dims.data
@@ -170,25 +183,29 @@ def communication(shape: StepShape) -> dict[str, dict[str, float]]:
     t, r, a, b = dims.tensor, dims.data, shape.accumulation, shape.micro_batch
     L, D, N, C = size.depth, size.width, size.seq_length, size.num_classes
     e_c, e_r = shape.compute_bytes, shape.residual_bytes
-    fwd = 2 if shape.checkpointing else 1   # a checkpointed block's forward runs again
+    # Activation checkpointing recomputes each block's forward in backward, and torch stops the
+    # recomputation once every tensor backward needs is back: fc2's collective, whose result
+    # nothing in the block keeps, is not repeated; proj's (and with sequence parallelism both
+    # norms' all-gathers) are.
+    again = 1 if shape.checkpointing else 0
     if t > 1:
         tp = out["tp"]
         if dims.sequence_parallel:
             tokens = t * math.ceil(N / t)
             m_c, m_r = b * tokens * D * e_c, b * tokens * D * e_r
-            tp["reduce_scatter"] += a * (fwd * 2 * L * bus_bytes("reduce_scatter", m_c, t)
+            tp["reduce_scatter"] += a * ((2 + again) * L * bus_bytes("reduce_scatter", m_c, t)
                                          + 2 * L * bus_bytes("reduce_scatter", m_r, t))
             # Forward: after each norm (2 L in the blocks, 1 after them); backward: of each
             # reduce-scatter (2 L) and of the first block's token split (the embedding's
             # gradient is needed whole).
             tp["all_gather"] += a * (2 * L * bus_bytes("all_gather", m_c, t)
-                                     + (fwd * 2 * L + 2) * bus_bytes("all_gather", m_r, t))
+                                     + ((2 + 2 * again) * L + 2) * bus_bytes("all_gather", m_r, t))
             # The norms' weights and biases saw 1/T of the tokens: their gradients are partial
             # sums, all-reduced once per step (by FSDP2 when it runs, else by the engine).
             tp["all_reduce"] += 2 * (2 * L + 1) * bus_bytes("all_reduce", D * e_r, t)
         else:
-            tp["all_reduce"] += a * 2 * L * (fwd * bus_bytes("all_reduce", b * N * D * e_c, t)
-                                             + bus_bytes("all_reduce", b * N * D * e_r, t))
+            tp["all_reduce"] += a * L * ((2 + again) * bus_bytes("all_reduce", b * N * D * e_c, t)
+                                         + 2 * bus_bytes("all_reduce", b * N * D * e_r, t))
         if dims.class_parallel_head:
             loss = [b * 4, 3 * b * 4] if shape.soft_targets else [b * 4] * 3
             tp["all_reduce"] += a * sum(bus_bytes("all_reduce", m, t) for m in loss)

@@ -79,6 +79,11 @@ class SequenceParallelNorm(ParallelStyle):
 
     def _gather_output(self, module, output, mesh):
         output = output.redistribute(placements=[Replicate()])
+        # Gathering uneven token shards can leave a strided local tensor, which torch 2.11's
+        # DTensor linear fails to view. contiguous() would not reach it (the DTensor's own
+        # strides say contiguous); a clone does, and passes gradients through unchanged.
+        if not output._local_tensor.is_contiguous():
+            output = output.clone(memory_format=torch.contiguous_format)
         return output.to_local() if self.use_local_output else output
 
     def _apply(self, module: nn.Module, device_mesh) -> nn.Module:
