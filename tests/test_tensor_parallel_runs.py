@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # The recipe's first 20 steps at a CPU-sized batch: inside its warmup, as a run starts (at
 # the full LR from step 1, training is chaotic and fp32 rounding differences grow ~10x a step).
-LITE = ["TOTAL_BATCH_SIZE=32", "NUM_EPOCHS=1", "LIMIT_TRAIN_BATCHES=20", "LIMIT_EVAL_BATCHES=2",
+LITE = ["TOTAL_BATCH_SIZE=16", "NUM_EPOCHS=1", "LIMIT_TRAIN_BATCHES=20", "LIMIT_EVAL_BATCHES=2",
         "LOG_EVERY=1", "WARMUP_EPOCHS=0", "WARMUP_STEPS=20", "precision='fp32'", "tensorboard=False",
         "report=False", "checkpoints.every_epochs=None"]
 # A tiny model with 4 heads (one per rank at tensor size 4); 4 steps an epoch. No q/k/v bias:
