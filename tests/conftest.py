@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Colossal-AI's config files are test data: one is named test_*.py, and imports colossalai.
+collect_ignore = ["fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("VITSCALE_DATASETS", REPO.parent / "shared" / "datasets"))
 os.environ.setdefault("VITSCALE_CACHE", str(REPO / ".cache" / "vitscale-test"))
