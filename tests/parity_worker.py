@@ -52,15 +52,16 @@ def full(t: torch.Tensor) -> torch.Tensor:
 
 
 def named_grads(engine) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient as the whole tensor (grid blocks through their layouts)."""
     module = getattr(engine.model, "module", engine.model)
-    return {n: full(p.grad).detach().clone() for n, p in module.named_parameters()
-            if p.grad is not None}
+    grads = {n: p.grad.detach() for n, p in module.named_parameters() if p.grad is not None}
+    return {n: full(g).clone() for n, g in engine.parallel.to_global(grads).items()}
 
 
 def full_params(engine) -> dict[str, torch.Tensor]:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
     module = engine.precision.state_module(engine.model)
-    state = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
+    state = engine.parallel.to_global(get_model_state_dict(module))
     return {k: full(v).detach().float().clone() for k, v in state.items()}
 
 
@@ -71,7 +72,7 @@ def forward_backward(engine, x, y):
         logits = engine.model(engine.precision.cast_input(x))
     with engine.layout.loss_context():
         loss = engine.layout.loss(logits, y, engine.cfg.LABEL_SMOOTHING)
-        engine.precision.backward(loss)
+        engine.precision.backward(loss * engine.layout.grad_scale)
     engine.parallel.finish_gradients()
     return full(logits.detach()), full(loss.detach())
 
@@ -95,16 +96,15 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     ref_cfg = load_config(CONFIG, [o for o in overrides if not o.startswith(("parallel", "zero"))])
     reference = engine_from_plan(ref_cfg, make_plan(ref_cfg, world_size=1), device)
 
-    # This rank's share of the global batch: data-parallel rank r reads slice r.
-    d = plan.dims.data_mesh(mesh).get_local_rank()
-    share = len(labels) // plan.dims.data
-    x, y = images[d * share:(d + 1) * share], labels[d * share:(d + 1) * share]
-    data_group = plan.dims.data_mesh(mesh).get_group() if plan.dims.data > 1 else None
+    # This rank's share of the global batch, as the loaders give it: data-parallel rank r reads
+    # slice r, and a grid mode's rank its part of that slice.
+    rank_of, parts = plan.dims.loader_shard(mesh)
+    share = len(labels) // parts
+    rows = slice(rank_of * share, (rank_of + 1) * share)
+    x, y = images[rows], labels[rows]
 
     def global_mean(loss: torch.Tensor, n: int) -> float:
-        total = loss.detach().reshape(1) * n
-        if data_group is not None:
-            dist.all_reduce(total, group=data_group)
+        total = engine.layout.sum_over_batch(loss.detach().reshape(1) * n)
         return total.item() / len(labels)
 
     # 1. The initial weights are one process's.
@@ -112,7 +112,7 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     # 2. Logits, loss and gradients of one forward/backward.
     logits, loss = forward_backward(engine, x, y)
     ref_logits, ref_loss = forward_backward(reference, images, labels)
-    logit_diff = (logits.float() - ref_logits[d * share:(d + 1) * share].float()).abs().max().item()
+    logit_diff = (logits.float() - ref_logits[rows].float()).abs().max().item()
     loss_diff = abs(global_mean(loss, len(y)) - ref_loss.item())
     grads = max_diff(named_grads(engine), named_grads(reference))
 
@@ -130,7 +130,8 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
         accumulation=plan.accumulation, precision=plan.precision, optimizer=cfg.OPTIMIZER,
         clip=bool(cfg.clip_grad_norm), soft_targets=cfg.LABEL_SMOOTHING > 0,
         checkpointing=cfg.CHECKPOINT))
-    tensor_rank = mesh["tp"].get_local_rank()
+    tensor_rank = plan.dims.tensor_mesh(mesh).get_local_rank() if plan.dims.tensor_mode in (
+        None, "1d") else 0
     data_rank = plan.dims.data_mesh(mesh).get_local_rank()
     return {"rank": rank, "layout": plan.dims.describe(), "init": init, "logits": logit_diff,
             "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,

@@ -31,15 +31,18 @@ def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcont
     class_count = torch.zeros(num_classes, device=device, dtype=torch.int64)
     start = time.perf_counter()
     for x, y in loader:
+        if layout is not None:
+            x, y = layout.evaluation_part(x, y)   # a grid mode's share (labels -1: padding)
         with autocast():
             logits = model(cast_input(x))
         if layout is not None:
             logits = layout.full(logits)  # class-parallel logits: gather the b x C values
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum", ignore_index=-1)
         top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices == y[:, None]
         hits += torch.stack([top[:, 0].sum(), top.any(dim=-1).sum()])
+        real = y[y >= 0]
         class_hits += torch.bincount(y[top[:, 0]], minlength=num_classes)
-        class_count += torch.bincount(y, minlength=num_classes)
+        class_count += torch.bincount(real, minlength=num_classes)
     totals = torch.cat([loss_sum.float().view(1), hits.float(), class_hits.float(),
                         class_count.float()])
     if layout is not None:

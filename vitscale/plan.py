@@ -101,6 +101,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
                           f"data-parallel ranks: launch {cfg.parallel.data * dims.pipeline * dims.tensor}"
                           " processes or remove parallel.data")
     per_device, accum, global_batch = _batch_sizes(cfg, dp)
+    dims.check_shapes(size.mlp_hidden, size.width, per_device)
     _check_pipeline_keys(cfg, dims, size, per_device)
     steps = warmup = None
     if train_size is not None:

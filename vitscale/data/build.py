@@ -96,8 +96,11 @@ def augment_spec(cfg, info: DatasetInfo, img_size: int) -> AugmentSpec:
 
 def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, eval_batch: int,
                   device: torch.device, rank: int = 0, world_size: int = 1,
-                  with_train: bool = True, num_classes: int | None = None) -> Loaders:
-    """The train (unless with_train=False), evaluation and validation loaders of this rank."""
+                  with_train: bool = True, num_classes: int | None = None,
+                  eval_rank: int | None = None, eval_world_size: int | None = None) -> Loaders:
+    """The train (unless with_train=False), evaluation and validation loaders of this rank.
+    Evaluation may be sharded differently (`eval_rank` of `eval_world_size`; default: as
+    training): the tensor grid modes split training batches over more ranks than evaluation."""
     info = splits.info
     spec = augment_spec(cfg, info, img_size)
     train, validation = _carve(cfg, splits.train)
@@ -105,7 +108,9 @@ def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, e
     common = dict(device=device, mean=info.mean, std=info.std, seed=cfg.SEED, rank=rank,
                   world_size=world_size)
     train_kw = dict(train=True, limit_batches=cfg.LIMIT_TRAIN_BATCHES, **common)
-    eval_kw = dict(train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES, **common)
+    eval_kw = dict(train=False, limit_batches=cfg.LIMIT_EVAL_BATCHES,
+                   **{**common, "rank": rank if eval_rank is None else eval_rank,
+                      "world_size": world_size if eval_world_size is None else eval_world_size})
     if pipeline == "device":
         train_split, eval_split, val_split = _decode_for_device(
             cfg, info, spec, train if with_train else None, splits.evaluation, validation)

@@ -101,13 +101,78 @@ class ParallelDims:
 
     def check_runnable(self) -> None:
         """Refuse, with one line, a valid layout that this version cannot run yet."""
-        if self.pipeline > 1 or self.tensor_mode not in (None, "1d"):
+        if self.pipeline > 1:
             raise ConfigError(
                 f"parallel = dict(pipeline={self.pipeline}, tensor=dict(mode="
-                f"{self.tensor_mode!r}, size={self.tensor})) asks for "
-                f"{'pipeline parallelism' if self.pipeline > 1 else 'tensor mode ' + repr(self.tensor_mode)}"
-                ", which this version of vitscale does not run yet: use pipeline=1 and tensor "
-                "mode '1d' or none (`vitscale train FILE --dry-run` still plans it)")
+                f"{self.tensor_mode!r}, size={self.tensor})) asks for pipeline parallelism, "
+                "which this version of vitscale does not run yet: use pipeline=1 "
+                "(`vitscale train FILE --dry-run` still plans it)")
+        if self.grid_mode and self.zero_stage is not None and self.data > 1:
+            raise ConfigError(
+                f"zero stage {self.zero_stage} with tensor mode {self.tensor_mode!r} is not run "
+                f"yet: {self.tensor_mode} keeps its parameters as plain local blocks, which DDP "
+                "averages over the data-parallel ranks but ZeRO's sharders do not know how to "
+                "save: remove `zero` (data parallelism is then DDP)")
+
+    # ---- tensor-parallel grids (2D, 2.5D, 3D) -----------------------------------------------
+
+    @property
+    def grid_mode(self) -> bool:
+        """2D, 2.5D or 3D: hand-written layers on a grid of process groups (parallel/tensor/)."""
+        return self.tensor_mode in ("2d", "2.5d", "3d")
+
+    @property
+    def grid_side(self) -> int:
+        """q: the side of the 2D / 2.5D grid or the 3D cube (1 otherwise)."""
+        if self.tensor_mode in ("2d", "2.5d"):
+            return _root(self.tensor // self.tensor_depth if self.tensor_mode == "2.5d"
+                         else self.tensor, 2)
+        if self.tensor_mode == "3d":
+            return _root(self.tensor, 3)
+        return 1
+
+    @property
+    def tensor_dims(self) -> tuple[tuple[str, int], ...]:
+        """The tensor dimension of the mesh, factorised and named by purpose:
+
+            1D    ("tp", T)
+            2D    ("tp_col", q), ("tp_row", q)            rank (j, k): batch chunk j, width k
+            2.5D  ("tp_dep", d), ("tp_col", q), ("tp_row", q)
+            3D    ("tp_z", q), ("tp_y", q), ("tp_x", q)   x fastest: weights are gathered on x
+        """
+        q = self.grid_side
+        if self.tensor_mode == "2d":
+            return (("tp_col", q), ("tp_row", q))
+        if self.tensor_mode == "2.5d":
+            return (("tp_dep", self.tensor_depth), ("tp_col", q), ("tp_row", q))
+        if self.tensor_mode == "3d":
+            return (("tp_z", q), ("tp_y", q), ("tp_x", q))
+        return (("tp", self.tensor),)
+
+    @property
+    def batch_split(self) -> int:
+        """Into how many parts a tensor group splits each data-parallel rank's batch: 1 for 1D
+        (every tensor rank sees it whole), q for 2D, d q for 2.5D, q^2 for 3D."""
+        q = self.grid_side
+        return {"2d": q, "2.5d": self.tensor_depth * q, "3d": q * q}.get(self.tensor_mode, 1)
+
+    def check_shapes(self, mlp_hidden: int, width: int, per_device_batch: int) -> None:
+        """The model and batch sizes a grid mode splits must divide, with one line each."""
+        if not self.grid_mode:
+            return
+        q = self.grid_side
+        inner = q * q if self.tensor_mode == "3d" else q   # 3D splits a weight's input q^2 ways
+        for key, value in (("HIDDEN_SIZE", width), ("the MLP width (MLP_RATIO x HIDDEN_SIZE "
+                                                    "or MLP_DIM)", mlp_hidden)):
+            if value % inner:
+                raise ConfigError(f"tensor mode {self.tensor_mode!r} of size {self.tensor} splits "
+                                  f"{key} {inner} ways, but it is {value}: choose a multiple of "
+                                  f"{inner}")
+        if per_device_batch % self.batch_split:
+            raise ConfigError(f"tensor mode {self.tensor_mode!r} of size {self.tensor} splits each "
+                              f"data-parallel rank's batch of {per_device_batch} images "
+                              f"{self.batch_split} ways: choose a per-device batch (global batch / "
+                              f"data-parallel size / accumulation) divisible by {self.batch_split}")
 
     @staticmethod
     def _tensor_split(mode: str, size: int, depth: int) -> int:
@@ -139,6 +204,8 @@ class ParallelDims:
         'none', 'ddp', 'ddp_zero1', 'fsdp_replicate', 'fsdp_stage2' or 'fsdp_stage3'."""
         if self.data == 1:
             return "none"
+        if self.grid_mode:
+            return "ddp"   # the grid modes' parameters are plain local tensors
         if self.zero_stage == 3:
             return "fsdp_stage3"
         if self.zero_stage == 2 or (self.zero_stage == 1 and self.tensor > 1):
@@ -166,8 +233,31 @@ class ParallelDims:
         initialised process group. One of the two "dp_" dimensions has size 1."""
         from torch.distributed.device_mesh import init_device_mesh
         shape = (1, self.data) if self.sharded_data_parallel else (self.data, 1)
-        return init_device_mesh(device_type, (*shape, self.pipeline, self.tensor),
-                                mesh_dim_names=MESH_DIMS)
+        names, sizes = zip(*self.tensor_dims)
+        return init_device_mesh(device_type, (*shape, self.pipeline, *sizes),
+                                mesh_dim_names=(*MESH_DIMS[:3], *names))
+
+    def tensor_mesh(self, mesh):
+        """The (maybe multi-dimensional) sub-mesh of this rank's tensor group."""
+        return mesh[tuple(name for name, _ in self.tensor_dims)]
+
+    def loader_shard(self, mesh) -> tuple[int, int]:
+        """(rank, world) for the data loaders: data-parallel rank r reads slice r of each
+        global batch, and a grid mode's tensor group splits that slice further by the ranks'
+        batch coordinates (2D: j; 2.5D: depth, j; 3D: x, y), so each rank reads only its own
+        images and tensor peers that share images (same batch coordinates) read the same."""
+        data_rank = self.data_mesh(mesh).get_local_rank() if mesh is not None else 0
+        if not self.grid_mode or mesh is None:
+            return data_rank, self.data
+        coords = {name: mesh.get_local_rank(name) for name, _ in self.tensor_dims}
+        q = self.grid_side
+        if self.tensor_mode == "2d":
+            part = coords["tp_col"]
+        elif self.tensor_mode == "2.5d":
+            part = coords["tp_dep"] * q + coords["tp_col"]
+        else:
+            part = coords["tp_x"] * q + coords["tp_y"]
+        return data_rank * self.batch_split + part, self.data * self.batch_split
 
     def data_mesh(self, mesh):
         """The 1-D mesh of this rank's data-parallel peers (same pipeline and tensor rank)."""
@@ -183,13 +273,26 @@ class ParallelDims:
         if self.tensor > 1:
             extras = [self.tensor_mode] + (["sequence-parallel"] if self.sequence_parallel else []) \
                 + (["class-parallel head"] if self.class_parallel_head else [])
+            if self.tensor_mode == "2.5d":
+                extras[0] += f", depth {self.tensor_depth}"
             mode = f" ({', '.join(extras)})"
         return f"pipeline {self.pipeline} x tensor {self.tensor}{mode} x data {self.data}"
 
     def explain(self) -> str:
         """What each parallel dimension does, for the start banner."""
         parts = []
-        if self.tensor > 1:
+        grids = {"2d": "2D (SUMMA) on a {q} x {q} grid: activations [b/{q}, N, D/{q}], every "
+                       "matrix in {q} x {q} blocks; all-gathers of activations along rows and "
+                       "of weights along columns, reduce-scatters in backward",
+                 "2.5d": "2.5D (Tesseract): {d} depth layers of a {q} x {q} 2D grid, the "
+                         "batch split over depth too, gradients summed over depth",
+                 "3d": "3D on a {q} x {q} x {q} cube: activations [b/{q}^2, N, D/{q}], "
+                       "weights in {q}^3 blocks; gathers and reduce-scatters that alternate "
+                       "between the cube's axes from one layer to the next"}
+        if self.grid_mode:
+            parts.append("tensor parallel " + grids[self.tensor_mode].format(
+                q=self.grid_side, d=self.tensor_depth))
+        elif self.tensor > 1:
             sp = "; LayerNorms and residuals on 1/T of the tokens" if self.sequence_parallel \
                 else ""
             head = "; classifier split over classes (loss_parallel)" \
@@ -207,5 +310,5 @@ class ParallelDims:
         return "; ".join(parts) or "one process: no parallelism"
 
 
-MESH_DIMS = ("dp_replicate", "dp_shard", "pp", "tp")
+MESH_DIMS = ("dp_replicate", "dp_shard", "pp", "tp")   # "tp" factorised by grid modes
 __all__ = ["MESH_DIMS", "ParallelDims"]

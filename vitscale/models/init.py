@@ -49,15 +49,17 @@ def init_parameter(module: nn.Module, name: str, tensor: torch.Tensor,
                         f"{type(module).__name__}: give the module an init_parameter method")
 
 
-def initial_parameters(model: nn.Module, generator: torch.Generator
+def initial_parameters(model: nn.Module, generator: torch.Generator, shape_of=None
                        ) -> Iterator[tuple[str, nn.Parameter, torch.Tensor]]:
     """(name, parameter, full fp32 initial value on the CPU) in `named_parameters` order.
 
-    The parameter may be a shard (a DTensor, or on the meta device): its global shape is used.
+    The parameter may be a shard (a DTensor, or on the meta device): its global shape is used,
+    or `shape_of(param)` where a parallel layout keeps the whole shape elsewhere.
     """
+    shape_of = shape_of or (lambda p: tuple(p.shape))
     for prefix, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
-            full = torch.empty(tuple(param.shape), dtype=torch.float32)
+            full = torch.empty(shape_of(param), dtype=torch.float32)
             init_parameter(module, name, full, generator)
             yield (f"{prefix}.{name}" if prefix else name), param, full
 

@@ -18,7 +18,7 @@ by which the engine reduces loss and metrics.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from .checkpointing import checkpoint_module
 from .data import apply_ddp, apply_fsdp
 from .layout import OutputLayout
 from .materialize import materialize
+from .tensor.grid import layouts, reduce_partial_gradients, to_global, to_local
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +36,51 @@ log = logging.getLogger(__name__)
 class Parallelized:
     model: nn.Module          # what the engine calls (maybe DDP-wrapped)
     layout: OutputLayout
+    grid_layouts: dict = field(default_factory=dict)  # parameter name -> GridLayout (2D/3D)
 
     def finish_gradients(self) -> None:
-        """After the last backward of a step: reduce gradients DTensor left as partial sums.
+        """After the last backward of a step: add up gradients left as partial sums.
 
         A replicated parameter that sees a token shard (a sequence-parallel LayerNorm) gets
         a Partial gradient; FSDP2 reduces those itself, but without data parallelism this
         all-reduce over the tensor group (2 (T-1)/T x its size) happens here, once per step.
+        A grid mode's block replicated over ranks that see other images (tensor/grid.py) is
+        summed over them here, in one flat all-reduce per group.
         """
         from ..optim.norms import DTensor
         for p in self.model.parameters():
             g = p.grad
             if isinstance(g, DTensor) and any(pl.is_partial() for pl in g.placements):
                 p.grad = g.redistribute(placements=p.placements)
+        if self.grid_layouts:
+            reduce_partial_gradients(self.model)
+
+    def to_global(self, state: dict) -> dict:
+        """A model or optimizer-state dict keyed by parameter name, with every parameter as
+        its whole (a DTensor where it is sharded): what checkpoints and exports hold."""
+        return to_global(state, self.grid_layouts) if self.grid_layouts else state
+
+    def to_local(self, state: dict) -> dict:
+        return to_local(state, self.grid_layouts) if self.grid_layouts else state
 
 
 def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precision
                 ) -> Parallelized:
     """Apply the steps above to `model` (built on the meta device) for layout `dims`."""
-    if dims.tensor > 1:
+    if dims.tensor_mode == "1d":
         from .tensor import apply_1d
         apply_1d(model, mesh["tp"], dims.sequence_parallel, dims.class_parallel_head)
         extras = (", sequence-parallel norms" if dims.sequence_parallel else "") + \
             (", class-parallel head + loss_parallel" if dims.class_parallel_head else "")
         log.info("1/7 tensor parallel: 1D over %d ranks (q, k, v, fc1 column-wise; proj, fc2 "
                  "row-wise%s)", dims.tensor, extras)
+    elif dims.grid_mode:
+        from .tensor import apply_2d, apply_3d
+        (apply_3d if dims.tensor_mode == "3d" else apply_2d)(model, mesh, dims)
+        log.info("1/7 tensor parallel: %s over %s ranks (%s), each holding its block of every "
+                 "matrix and 1/%d of the batch", dims.tensor_mode.upper(),
+                 " x ".join(str(n) for _, n in dims.tensor_dims),
+                 ", ".join(name for name, _ in dims.tensor_dims), dims.batch_split)
     if cfg.CHECKPOINT:
         for block in model.blocks:
             checkpoint_module(block)
@@ -87,6 +108,19 @@ def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precisi
     elif dims.data == 1 and dims.zero_stage is not None:
         log.warning("zero stage %d has nothing to shard with one data-parallel rank: ignored",
                     dims.zero_stage)
-    group = dims.data_mesh(mesh).get_group() if dims.data > 1 else None
-    return Parallelized(model, OutputLayout(data_group=group,
-                                            class_parallel=dims.class_parallel_head))
+    return Parallelized(model, output_layout(dims, mesh), layouts(model_of(model)))
+
+
+def model_of(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (whose parameter names are the model's)."""
+    return getattr(model, "module", model)
+
+
+def output_layout(dims, mesh) -> OutputLayout:
+    """Over which groups the batch is split, and each rank's share of the mean loss."""
+    groups = [dims.data_mesh(mesh).get_group()] if dims.data > 1 else []
+    batch_dims = {"2d": ("tp_col",), "2.5d": ("tp_dep", "tp_col"), "3d": ("tp_x", "tp_y")}
+    groups += [mesh[name].get_group() for name in batch_dims.get(dims.tensor_mode, ())]
+    part = dims.loader_shard(mesh)[0] % dims.batch_split if mesh is not None else 0
+    return OutputLayout(batch_groups=tuple(groups), class_parallel=dims.class_parallel_head,
+                        grad_scale=1.0 / dims.batch_split, batch_part=(part, dims.batch_split))

@@ -8,6 +8,11 @@ so a metric's sums add up over the data-parallel group only, never over all rank
     1D, replicated head      logits (b, C) a plain tensor, equal on every tensor rank
     1D, class-parallel head  logits a DTensor (b, C) sharded over classes on "tp"; the loss
                              runs on the shards under loss_parallel
+    2D, 2.5D, 3D             logits (b/s, C) of this rank's share of the batch (s = q, d q,
+                             q^2): the batch is split over data-parallel ranks and over the
+                             grid's batch dimensions too, and each rank backpropagates its
+                             share of the global mean (grad_scale = 1/s), so that gradients
+                             summed over the grid are those of the mean
 """
 
 from __future__ import annotations
@@ -24,8 +29,23 @@ from ..data.mix import classification_loss, soft_targets
 
 @dataclass
 class OutputLayout:
-    data_group: object = None       # ProcessGroup over which the batch is split (None: alone)
+    batch_groups: tuple = ()        # ProcessGroups over which the batch is split
     class_parallel: bool = False    # logits are a DTensor sharded on the class dimension
+    grad_scale: float = 1.0         # what each rank's mean loss is weighted by in backward
+    batch_part: tuple[int, int] = (0, 1)  # (this rank's part, parts): a grid's batch split
+
+    def evaluation_part(self, x: torch.Tensor, y: torch.Tensor):
+        """This rank's part of an evaluation batch that every rank of its tensor group reads:
+        padded to a multiple of the parts with label -1 (left out of every metric), so that
+        all parts have one size, as the grid's collectives need."""
+        part, parts = self.batch_part
+        if parts == 1:
+            return x, y
+        pad = -len(y) % parts
+        if pad:
+            x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+            y = torch.cat([y, y.new_full((pad, *y.shape[1:]), -1)])
+        return x.chunk(parts)[part], y.chunk(parts)[part]
 
     def loss_context(self):
         """Wraps the loss and its backward (loss_parallel needs both inside)."""
@@ -62,8 +82,8 @@ class OutputLayout:
 
     def sum_over_batch(self, totals: torch.Tensor) -> torch.Tensor:
         """All-reduce per-rank sums (loss x images, hits, images) into global sums, in place."""
-        if self.data_group is not None:
-            dist.all_reduce(totals, group=self.data_group)
+        for group in self.batch_groups:
+            dist.all_reduce(totals, group=group)
         return totals
 
 

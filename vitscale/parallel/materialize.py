@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..models.init import initial_parameters
+from .tensor.grid import GRID_ATTRIBUTES, full_shape
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,10 @@ def assign_full(param: torch.Tensor, full: torch.Tensor) -> None:
     """Copy this rank's part of `full` (the whole parameter) into `param` (maybe a DTensor)."""
     from torch.distributed.tensor import DTensor, distribute_tensor
     full = full.to(device=param.device, dtype=param.dtype)
-    if isinstance(param, DTensor):
+    layout = getattr(param, "grid_layout", None)
+    if layout is not None:                      # a grid mode's block (tensor/grid.py)
+        param.copy_(layout.slice(full))
+    elif isinstance(param, DTensor):
         local = distribute_tensor(full, param.device_mesh, param.placements,
                                   src_data_rank=None).to_local()
         param.to_local().copy_(local)
@@ -42,16 +46,22 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
     the seeded stream of models/init.py, or the file `init_from` where it has a tensor."""
     if any(True for _ in model.buffers()):
         raise TypeError("materialize() knows parameters only; this model has buffers")
+    # to_empty makes new Parameter objects: carry the grid modes' layout attributes over.
+    kept = {name: {a: getattr(p, a) for a in GRID_ATTRIBUTES if hasattr(p, a)}
+            for name, p in model.named_parameters()}
     model.to_empty(device=device)
+    for name, p in model.named_parameters():
+        for attribute, value in kept[name].items():
+            setattr(p, attribute, value)
     source: dict[str, torch.Tensor] = {}
     if init_from:
         from ..io.init import initial_state
-        shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+        shapes = {name: full_shape(p) for name, p in model.named_parameters()}
         source, notes = initial_state(init_from, shapes)
         for note in notes:
             log.info("INIT_FROM %s: %s", init_from, note)
     generator = torch.Generator().manual_seed(seed)
-    for name, param, full in initial_parameters(model, generator):
+    for name, param, full in initial_parameters(model, generator, shape_of=full_shape):
         # The stream is drawn in full also where the file has a value, so that parameters the
         # file lacks get the values they would get without INIT_FROM.
         assign_full(param, source.get(name, full))

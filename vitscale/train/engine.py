@@ -109,8 +109,10 @@ class Engine:
                     logits = self.model(self.precision.cast_input(x))
                 with self.layout.loss_context():
                     loss = self.layout.loss(logits, y, self.cfg.LABEL_SMOOTHING)
-                    # Each backward adds to .grad: weight so the sum over micro-batches is the mean.
-                    self.precision.backward(loss * (len(y) / len(labels)) if accum > 1 else loss)
+                    # Each backward adds to .grad: weight so the sum over micro-batches (and, in
+                    # a grid mode, over the grid's batch shares) is the mean.
+                    weight = (len(y) / len(labels) if accum > 1 else 1.0) * self.layout.grad_scale
+                    self.precision.backward(loss * weight if weight != 1.0 else loss)
             loss_sum += self.layout.full(loss.detach()) * len(y)
             # With soft targets a hit is the class with the largest target weight.
             hard = y.argmax(-1) if y.ndim == 2 else y
@@ -174,6 +176,9 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
     device = device if isinstance(device, torch.device) else pick_device(device)
     mesh = plan.dims.build_mesh(device.type) if world_size > 1 else None
     data_rank = plan.dims.data_mesh(mesh).get_local_rank() if mesh is not None else 0
+    # Training: each rank reads its own images (a grid mode splits the data-parallel rank's
+    # batch over its grid too). Evaluation: per data-parallel rank; a grid splits each batch.
+    train_rank, train_world = plan.dims.loader_shard(mesh)
     loaders = None
     if with_data:  # read data before building anything big: a bad --data fails fast
         splits = find_splits(cfg, resolve_data_root(data or cfg.data.root, cfg.DATASET))
@@ -181,9 +186,11 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
         train_size = len(splits.train.labels) - cfg.VAL_SPLIT
         plan = make_plan(cfg, world_size=world_size, train_size=train_size)
         loaders = build_loaders(cfg, splits, img_size=plan.model.img_size,
-                                train_batch=plan.per_device_batch * plan.accumulation,
-                                eval_batch=plan.eval_batch, device=device, rank=data_rank,
-                                world_size=plan.dims.data, num_classes=plan.model.num_classes)
+                                train_batch=plan.per_device_batch * plan.accumulation
+                                // plan.dims.batch_split,
+                                eval_batch=plan.eval_batch, device=device, rank=train_rank,
+                                world_size=train_world, num_classes=plan.model.num_classes,
+                                eval_rank=data_rank, eval_world_size=plan.dims.data)
     return engine_from_plan(cfg, plan, device, mesh, loaders)
 
 
