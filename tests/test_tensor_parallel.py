@@ -1,10 +1,11 @@
-"""1D tensor parallelism, alone and with data parallelism, against one process on real CIFAR-10.
+"""Tensor parallelism (1D, 2D, 2.5D, 3D), alone and with data parallelism, against one process
+on real CIFAR-10.
 
 Each case is a layout on real gloo processes (tests/parity_worker.py). For the same model,
 seed and batch it must give the single process's initial weights, logits, loss, every
 gradient (gathered to full shape) and every parameter after 3 optimizer steps within 1e-5 in
 fp32, and the bytes it sends per step must be within 5% of parallel/costs.py's formulas.
-Two torchrun launches (2 and 4 processes) run all cases, to pay the start-up twice only.
+Three torchrun launches (2, 4 and 8 processes) run all cases, to pay the start-up once each.
 """
 
 from __future__ import annotations
@@ -58,6 +59,21 @@ CASES = {
                                   "parallel.tensor.sequence_parallel=True",
                                   "precision='bf16'"], 5e-2),
     "1d_t2_naive_fp16": (2, ONE_D + ["parallel.tensor.size=2", "precision='naive_fp16'"], 2e-2),
+    # The grid modes: hand-written layers (parallel/tensor/twod.py, threed.py).
+    "2d_t4": (4, ["parallel.tensor.mode='2d'", "parallel.tensor.size=4"], 1e-5),
+    "2d_t4_lamb_accumulation_checkpointed": (4, ["parallel.tensor.mode='2d'",
+                                                 "parallel.tensor.size=4", *LAMB_CLIP,
+                                                 "gradient_accumulation=2", "CHECKPOINT=True"],
+                                             1e-5),
+    "2d_t4_fp16": (4, ["parallel.tensor.mode='2d'", "parallel.tensor.size=4",
+                       "precision='fp16'"], 2e-2),
+    "2p5d_t8": (8, ["parallel.tensor.mode='2.5d'", "parallel.tensor.size=8",
+                    "parallel.tensor.depth=2"], 1e-5),
+    "3d_t8": (8, ["parallel.tensor.mode='3d'", "parallel.tensor.size=8"], 1e-5),
+    "3d_t8_lamb_checkpointed": (8, ["parallel.tensor.mode='3d'", "parallel.tensor.size=8",
+                                    *LAMB_CLIP, "CHECKPOINT=True"], 1e-5),
+    "2d_t4_dp2_lamb": (8, ["parallel.tensor.mode='2d'", "parallel.tensor.size=4", *LAMB_CLIP],
+                       1e-5),
 }
 
 
@@ -92,7 +108,7 @@ def launch(nproc: int, cases: dict, batch, out_dir) -> dict:
 def results(parity_batch, tmp_path_factory) -> dict:
     out_dir = tmp_path_factory.mktemp("parity_results")
     found = {}
-    for nproc in (2, 4):
+    for nproc in (2, 4, 8):
         cases = {name: overrides for name, (n, overrides, _) in CASES.items() if n == nproc}
         found.update(launch(nproc, cases, parity_batch, out_dir))
     return found

@@ -194,10 +194,13 @@ class ActivationMeter:
 
 def parameter_footprint(model: torch.nn.Module) -> dict:
     """Parameters this rank holds (its shards) next to the model's total."""
+    import math
+
     from ..optim.norms import local
+    from .tensor.grid import full_shape
     params = list(model.parameters())
     held = sum(local(p).numel() for p in params)
     return {"parameters_per_rank": held,
             "parameter_bytes_per_rank": sum(local(p).numel() * local(p).element_size()
                                             for p in params),
-            "parameters_total": sum(p.numel() for p in params)}
+            "parameters_total": sum(math.prod(full_shape(p)) for p in params)}

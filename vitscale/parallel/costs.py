@@ -125,8 +125,23 @@ def local_shape(shape: tuple[int, ...], dim: int | None, t: int, rank: int = 0
     return shape[:dim] + (part,) + shape[dim + 1:]
 
 
+def grid_blocks(size: ViTSize, dims) -> list[tuple[str, tuple[int, ...], object]]:
+    """(name, local shape, BlockPlan) of every parameter in a grid mode (2D, 2.5D, 3D): the
+    plans the layers are placed by (tensor/twod.py, threed.py), on a model that holds nothing."""
+    from .tensor.threed import plan_3d
+    from .tensor.twod import plan_2d
+    with torch.device("meta"):
+        model = build_model(size)
+    plans = plan_3d(model) if dims.tensor_mode == "3d" else plan_2d(model, dims.tensor_mode)
+    sizes = dict(dims.tensor_dims)
+    return [(n, plans[n].local_shape(tuple(p.shape), sizes), plans[n])
+            for n, p in model.named_parameters()]
+
+
 def parameters_per_rank(size: ViTSize, dims, tensor_rank: int = 0) -> int:
     """P_r: parameter values one rank holds after tensor parallelism (before data sharding)."""
+    if dims.grid_mode:
+        return sum(math.prod(s) for _, s, _ in grid_blocks(size, dims))
     return sum(math.prod(local_shape(s, d, dims.tensor, tensor_rank))
                for _, s, d in parameter_shapes(size, dims.class_parallel_head))
 
@@ -153,27 +168,94 @@ def _fsdp_padded(size: ViTSize, dims, tensor_rank: int = 0) -> int:
     return total
 
 
+def _split_dims(shape: StepShape) -> list[tuple[str, int, tuple[str, ...]]]:
+    """(name, number of dimensions, mesh dimensions it is split over) per parameter."""
+    dims = shape.dims
+    if dims.grid_mode:
+        sizes = dict(dims.tensor_dims)
+        out = []
+        for name, local, plan in grid_blocks(shape.size, dims):
+            split = tuple(dict.fromkeys(d for d, _ in plan.shard if sizes[d] > 1))
+            out.append((name, len(local), split))
+        return out
+    out = []
+    for name, full, d in parameter_shapes(shape.size, dims.class_parallel_head):
+        groups = (["dp"] if dims.sharded_data_parallel else []) + \
+            (["tp"] if d is not None and dims.tensor > 1 else [])
+        out.append((name, len(full), tuple(groups)))
+    return out
+
+
 def _norm_vectors(shape: StepShape) -> list[tuple[str, int]]:
     """(mesh dimension, vector length) of every all-reduce that global norms make per step."""
-    dims = shape.dims
-    params = parameter_shapes(shape.size, dims.class_parallel_head)
     by_dims: dict[tuple[str, ...], int] = defaultdict(int)
     decay_split: dict[tuple[str, ...], int] = defaultdict(int)
-    for name, full, d in params:
-        groups = []
-        if dims.sharded_data_parallel:
-            groups.append("dp")
-        if d is not None and dims.tensor > 1:
-            groups.append("tp")
-        by_dims[tuple(groups)] += 1
+    for name, ndim, groups in _split_dims(shape):
+        full = (0,) * ndim
+        by_dims[groups] += 1
         if len(full) > 1 and name not in ("cls_token", "pos_embed"):
-            decay_split[tuple(groups)] += 1   # the adapted (weight-decay) group of LAMB/LARS
+            decay_split[groups] += 1   # the adapted (weight-decay) group of LAMB/LARS
     calls: list[tuple[str, int]] = []
     if shape.clip:
         calls += [(g, n) for groups, n in by_dims.items() for g in groups]
     if shape.optimizer in ("lamb", "lars"):
         calls += [(g, n) for groups, n in decay_split.items() for g in groups] * 2
     return calls
+
+
+def _grid_tensor(shape: StepShape, out) -> None:
+    """2D / 2.5D / 3D: the collectives of tensor/twod.py and threed.py (their docstrings)."""
+    dims, size = shape.dims, shape.size
+    q, a = dims.grid_side, shape.accumulation
+    L, D, M, N, C = size.depth, size.width, size.mlp_hidden, size.seq_length, size.num_classes
+    b = shape.micro_batch // dims.batch_split            # images per micro-batch on a rank
+    e_c, e_w = shape.compute_bytes, shape.parameter_bytes
+    linears = [("q", D, D), ("k", D, D), ("v", D, D), ("proj", D, D), ("fc1", D, M),
+               ("fc2", M, D)]
+    # Activation checkpointing recomputes each block's whole forward: a custom autograd
+    # function's saved tensors are packed when its forward returns, so torch's early stop
+    # cannot cut fc2's collectives short (it does for 1D's native ops).
+    repeats = {name: 1 + shape.checkpointing for name, _, _ in linears}
+    if dims.tensor_mode in ("2d", "2.5d"):
+        row, col = out["tp_row"], out["tp_col"]
+        for name, i, o in linears:
+            x, w = b * N * i * e_c, i * (o // q) * e_c      # the gathered X[j, :] and W[:, k]
+            row["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", x, q)
+            row["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", x, q)
+            col["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", w, q)
+            col["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", i * (o // q) * e_w, q)
+        width = "tp_row"
+    else:
+        cube = {"x": out["tp_x"], "y": out["tp_y"], "z": out["tp_z"]}
+        for name, i, o in linears:
+            gather, scatter = ("z", "y") if name in ("proj", "fc2") else ("y", "z")
+            x, y = b * q * N * (i // q) * e_c, b * q * N * (o // q) * e_c   # [b/q, N, in/q] ...
+            w = (o // q) * (i // q) * e_c
+            cube[gather]["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", x, q)
+            cube[gather]["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", x, q)
+            cube[scatter]["reduce_scatter"] += a * L * repeats[name] * bus_bytes(
+                "reduce_scatter", y, q)
+            cube[scatter]["all_gather"] += a * L * bus_bytes("all_gather", y, q)
+            cube["x"]["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", w, q)
+            cube["x"]["reduce_scatter"] += a * L * bus_bytes("reduce_scatter",
+                                                             (o // q) * (i // q) * e_w, q)
+        width = "tp_z"
+    # LayerNorm statistics over the split width: 2 all-reduces of b N fp32 forward (again when
+    # recomputed), 1 of 2 b N backward; the classifier's partial logits, forward.
+    norms = 2 * L + 1
+    out[width]["all_reduce"] += a * (norms + 2 * L * shape.checkpointing) * 2 * bus_bytes(
+        "all_reduce", b * N * 4, q)
+    out[width]["all_reduce"] += a * norms * bus_bytes("all_reduce", 2 * b * N * 4, q)
+    out[width]["all_reduce"] += a * bus_bytes("all_reduce", b * C * e_c, q)
+    # Once per step: gradients that are partial sums over ranks that saw other images.
+    by_partial: dict[tuple[str, ...], int] = defaultdict(int)
+    sizes = dict(dims.tensor_dims)
+    for _, local, plan in grid_blocks(size, dims):
+        by_partial[tuple(d for d in plan.partial if sizes[d] > 1)] += math.prod(local)
+    for partial, numel in by_partial.items():
+        for d in partial:
+            out[d]["all_reduce"] += bus_bytes("all_reduce", numel * shape.gradient_bytes,
+                                              sizes[d])
 
 
 def communication(shape: StepShape) -> dict[str, dict[str, float]]:
@@ -188,7 +270,9 @@ def communication(shape: StepShape) -> dict[str, dict[str, float]]:
     # nothing in the block keeps, is not repeated; proj's (and with sequence parallelism both
     # norms' all-gathers) are.
     again = 1 if shape.checkpointing else 0
-    if t > 1:
+    if dims.grid_mode:
+        _grid_tensor(shape, out)
+    elif t > 1:
         tp = out["tp"]
         if dims.sequence_parallel:
             tokens = t * math.ceil(N / t)
@@ -225,12 +309,12 @@ def communication(shape: StepShape) -> dict[str, dict[str, float]]:
             gathers = a * (2 if style == "fsdp_stage3" else 1)
             dp["reduce_scatter"] += bus_bytes("reduce_scatter", padded * e_g, r)
             dp["all_gather"] += gathers * bus_bytes("all_gather", padded * e_p, r)
+    sizes = {"dp": r, **dict(dims.tensor_dims)}
     for dim, length in _norm_vectors(shape):
-        n = t if dim == "tp" else r
-        out[dim]["all_reduce"] += bus_bytes("all_reduce", length * 4, n)
+        out[dim]["all_reduce"] += bus_bytes("all_reduce", length * 4, sizes[dim])
     if shape.precision in ("fp16", "naive_fp16") and dims.world > 1:
         # (A mesh dimension that spans every rank uses the world group: it is named so.)
-        where = "tp" if dims.world == t else "dp" if dims.world == r else "world"
+        where = next((d for d, n in sizes.items() if n == dims.world), "world")
         out[where]["all_reduce"] += bus_bytes("all_reduce", 4, dims.world)
     return {dim: {k: v for k, v in kinds.items() if v} for dim, kinds in out.items()
             if any(kinds.values())}

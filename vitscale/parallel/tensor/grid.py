@@ -35,6 +35,23 @@ class Groups(tuple):
         return self
 
 
+@dataclass(frozen=True)
+class BlockPlan:
+    """How a grid mode splits one parameter, without process groups (the cost model uses it):
+    `shard` = ((mesh dimension, tensor dimension), ...) in mesh-dimension order (a tensor
+    dimension split over two mesh dimensions is split by the first, then by the second);
+    `partial` = the mesh dimensions over which its gradient is a partial sum."""
+
+    shard: tuple[tuple[str, int], ...] = ()
+    partial: tuple[str, ...] = ()
+
+    def local_shape(self, shape: tuple[int, ...], sizes: dict[str, int]) -> tuple[int, ...]:
+        local = list(shape)
+        for dim_name, t in self.shard:
+            local[t] //= sizes[dim_name]
+        return tuple(local)
+
+
 @dataclass(frozen=True, eq=False)
 class GridLayout:
     mesh: object                  # the tensor group's (sub-)DeviceMesh
@@ -68,7 +85,8 @@ def placements(mesh_dims: tuple[str, ...], **by_dim) -> tuple:
 
 
 def place(module: nn.Module, name: str, layout: GridLayout, partial: tuple = ()) -> nn.Parameter:
-    """Replace `module.<name>` by this rank's block (on the meta device until materialised)."""
+    """Replace `module.<name>` by this rank's block (on the meta device until materialised);
+    `partial`: the process groups over which its gradient is a partial sum."""
     old = getattr(module, name)
     param = nn.Parameter(torch.empty(layout.local_shape(), device="meta", dtype=old.dtype),
                          requires_grad=old.requires_grad)

@@ -34,8 +34,9 @@ from torch.distributed.tensor import Shard
 
 from ...models.vit import MLP, Attention
 from .collectives import _all_gather, _reduce_scatter, sum_replicated
-from .twod import Grid, _grid_norm, _swap, _width_chunked_embedding, compute_dtype
-from .grid import place
+from .grid import BlockPlan
+from .twod import (Grid, _grid_norm, _has, _swap, block_children, compute_dtype, embedding_plans,
+                   norm_and_head_plans, place_all)
 
 # (batch-gather dimension, output reduce-scatter dimension) of each kind of Linear.
 _A_TO_B = ("tp_y", "tp_z")
@@ -87,43 +88,40 @@ class Classifier3D(nn.Linear):
         return logits if self.bias is None else logits + self.bias.to(logits.dtype)
 
 
-def _linear(linear: nn.Linear, grid: Grid, direction: tuple[str, str]) -> None:
-    _swap(linear, Linear3D, grid)
-    linear.direction = direction
-    gather, scatter = direction
-    # Input chunk over the scatter (contraction) dimension, then pieces over x; output chunk
-    # over the gather dimension, which is the output layout's width dimension.
-    place(linear, "weight", grid.layout(linear.weight.shape, **{scatter: Shard(1),
-                                                                gather: Shard(0),
-                                                                "tp_x": Shard(1)}))
-    if linear.bias is not None:
-        place(linear, "bias", grid.layout(linear.bias.shape, **{gather: Shard(0)}),
-              grid.groups_of("tp_x", scatter))
+def direction_of(child: nn.Module, name: str) -> tuple[str, str]:
+    """q, k, v and fc1 take layout A to B; proj and fc2 take B back to A."""
+    return _B_TO_A if name in ("proj", "fc2") else _A_TO_B
+
+
+def plan_3d(model: nn.Module) -> dict[str, BlockPlan]:
+    """Every parameter's 3D block: the rules of the module docstring."""
+    replicated = ("tp_x", "tp_y")              # layout A's batch dimensions
+    plans = {**embedding_plans("tp_z", replicated),
+             **norm_and_head_plans(model, "tp_z", replicated)}
+    for path, child in block_children(model, "3d"):
+        for name, linear in child.named_children():
+            if isinstance(linear, nn.Linear):
+                gather, scatter = direction_of(child, name)
+                # Input chunk over the contraction (scatter) dimension, then pieces over x;
+                # output chunk over the gather dimension (the output layout's width).
+                plans[f"{path}.{name}.weight"] = BlockPlan(tuple(sorted(
+                    ((scatter, 1), (gather, 0), ("tp_x", 1)),
+                    key=lambda d: ("tp_z", "tp_y", "tp_x").index(d[0]))))
+                plans[f"{path}.{name}.bias"] = BlockPlan(((gather, 0),), ("tp_x", scatter))
+    return {name: plan for name, plan in plans.items() if _has(model, name)}
 
 
 def apply_3d(model: nn.Module, mesh, dims) -> None:
     """Turn `model` (on the meta device) into its 3D blocks, in place."""
     grid = Grid(mesh, dims)
-    replicated = grid.groups_of("tp_x", "tp_y")       # layout A's batch dimensions
-    for block in model.blocks:
-        for name, child in block.named_children():
-            if isinstance(child, Attention):
-                for lin in (child.q, child.k, child.v):
-                    _linear(lin, grid, _A_TO_B)
-                _linear(child.proj, grid, _B_TO_A)
-            elif isinstance(child, MLP):
-                _linear(child.fc1, grid, _A_TO_B)
-                _linear(child.fc2, grid, _B_TO_A)
-            elif isinstance(child, nn.LayerNorm):
-                _grid_norm(child, grid, "tp_z", replicated)
-            elif any(True for _ in child.parameters()):
-                from ...errors import ConfigError
-                raise ConfigError(f"tensor mode '3d' has no plan for {type(child).__name__} "
-                                  f"(block.{name}): use a plain MLP feed-forward, or tensor "
-                                  "mode '1d'")
-    _grid_norm(model.norm, grid, "tp_z", replicated)
-    _width_chunked_embedding(model, grid, "tp_z", replicated)
-    head = _swap(model.head, Classifier3D, grid)
-    place(head, "weight", grid.layout(head.weight.shape, tp_z=Shard(1)), replicated)
-    if head.bias is not None:
-        place(head, "bias", grid.layout(head.bias.shape), replicated)
+    plans = plan_3d(model)
+    for _, child in block_children(model, "3d"):
+        if isinstance(child, nn.LayerNorm):
+            _grid_norm(child, grid, "tp_z")
+        for name, linear in child.named_children():
+            if isinstance(linear, nn.Linear):
+                _swap(linear, Linear3D, grid)
+                linear.direction = direction_of(child, name)
+    _grid_norm(model.norm, grid, "tp_z")
+    _swap(model.head, Classifier3D, grid)
+    place_all(model, grid, plans)

@@ -41,7 +41,7 @@ from torch.distributed.tensor import Shard
 
 from ...models.vit import MLP, Attention
 from .collectives import _all_gather, _reduce_scatter, sum_replicated
-from .grid import GridLayout, Groups, place, placements
+from .grid import BlockPlan, GridLayout, Groups, place, placements
 from .norm import GridLayerNorm
 
 
@@ -89,11 +89,12 @@ class Grid:
     def __deepcopy__(self, memo):
         return self
 
-    def layout(self, shape, **by_dim) -> GridLayout:
-        return GridLayout(self.mesh, placements(self.names, **by_dim), tuple(shape))
-
-    def groups_of(self, *names) -> Groups:
-        return Groups(self.groups[n] for n in names if n in self.groups)
+    def place(self, module: nn.Module, name: str, plan: BlockPlan) -> None:
+        shape = tuple(getattr(module, name).shape)
+        layout = GridLayout(self.mesh, placements(self.names, **{d: Shard(t)
+                                                                for d, t in plan.shard}), shape)
+        place(module, name, layout, Groups(self.groups[d] for d in plan.partial
+                                           if d in self.groups))
 
 
 class Linear2D(nn.Linear):
@@ -118,55 +119,85 @@ def _swap(module: nn.Module, cls: type, grid: Grid) -> nn.Module:
     return module
 
 
+def block_children(model: nn.Module, mode: str):
+    """(block path, child name, child) of every child with parameters, refusing the kinds a
+    grid mode has no plan for (FFF)."""
+    for i, block in enumerate(model.blocks):
+        for name, child in block.named_children():
+            if isinstance(child, (Attention, MLP, nn.LayerNorm)):
+                yield f"blocks.{i}.{name}", child
+            elif any(True for _ in child.parameters()):
+                from ...errors import ConfigError
+                raise ConfigError(f"tensor mode {mode!r} has no plan for "
+                                  f"{type(child).__name__} (block.{name}): use a plain MLP "
+                                  "feed-forward, or tensor mode '1d'")
+
+
+def embedding_plans(width_dim: str, partial: tuple[str, ...]) -> dict[str, BlockPlan]:
+    """Patch embedding, class token, position embedding: their width chunk, so the model's
+    own embed() runs on local shapes with no communication."""
+    return {"patch_embed.proj.weight": BlockPlan(((width_dim, 0),), partial),
+            "patch_embed.proj.bias": BlockPlan(((width_dim, 0),), partial),
+            "cls_token": BlockPlan(((width_dim, 2),), partial),
+            "pos_embed": BlockPlan(((width_dim, 2),), partial)}
+
+
+def norm_and_head_plans(model: nn.Module, width_dim: str, partial: tuple[str, ...]
+                        ) -> dict[str, BlockPlan]:
+    plans = {}
+    for path, child in [("norm", model.norm)] + [
+            (p, c) for p, c in block_children(model, "grid") if isinstance(c, nn.LayerNorm)]:
+        for name in ("weight", "bias"):
+            plans[f"{path}.{name}"] = BlockPlan(((width_dim, 0),), partial)
+    plans["head.weight"] = BlockPlan(((width_dim, 1),), partial)
+    plans["head.bias"] = BlockPlan((), partial)
+    return plans
+
+
+def plan_2d(model: nn.Module, mode: str = "2d") -> dict[str, BlockPlan]:
+    """Every parameter's 2D (or 2.5D) block: the rules of the module docstring."""
+    replicated = ("tp_dep", "tp_col") if mode == "2.5d" else ("tp_col",)
+    weights = ("tp_dep",) if mode == "2.5d" else ()
+    plans = {**embedding_plans("tp_row", replicated),
+             **norm_and_head_plans(model, "tp_row", replicated)}
+    for path, child in block_children(model, mode):
+        for name, linear in child.named_children():
+            if isinstance(linear, nn.Linear):
+                plans[f"{path}.{name}.weight"] = BlockPlan((("tp_col", 1), ("tp_row", 0)),
+                                                           weights)
+                plans[f"{path}.{name}.bias"] = BlockPlan((("tp_row", 0),), replicated)
+    return {name: plan for name, plan in plans.items()
+            if _has(model, name)}
+
+
+def _has(model: nn.Module, name: str) -> bool:
+    module_path, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_path) if module_path else model
+    return getattr(module, attr, None) is not None
+
+
+def place_all(model: nn.Module, grid: Grid, plans: dict[str, BlockPlan]) -> None:
+    for name, plan in plans.items():
+        module_path, _, attr = name.rpartition(".")
+        grid.place(model.get_submodule(module_path) if module_path else model, attr, plan)
+
+
 def apply_2d(model: nn.Module, mesh, dims) -> None:
     """Turn `model` (on the meta device) into its 2D (or 2.5D) blocks, in place."""
     grid = Grid(mesh, dims)
-    replicated = grid.groups_of("tp_dep", "tp_col")      # ranks that see other images
-    weights = grid.groups_of("tp_dep")                  # depth copies of the same blocks
-    for block in model.blocks:
-        for name, child in block.named_children():
-            if isinstance(child, (Attention, MLP)):
-                for linear in child.children():
-                    if isinstance(linear, nn.Linear):
-                        _swap(linear, Linear2D, grid)
-                        place(linear, "weight", grid.layout(linear.weight.shape, tp_col=Shard(1),
-                                                             tp_row=Shard(0)), weights)
-                        if linear.bias is not None:
-                            place(linear, "bias", grid.layout(linear.bias.shape,
-                                                              tp_row=Shard(0)), replicated)
-            elif isinstance(child, nn.LayerNorm):
-                _grid_norm(child, grid, "tp_row", replicated)
-            elif any(True for _ in child.parameters()):
-                from ...errors import ConfigError
-                raise ConfigError(f"tensor mode {dims.tensor_mode!r} has no plan for "
-                                  f"{type(child).__name__} (block.{name}): use a plain MLP "
-                                  "feed-forward, or tensor mode '1d'")
-    _grid_norm(model.norm, grid, "tp_row", replicated)
-    _width_chunked_embedding(model, grid, "tp_row", replicated)
-    head = _swap(model.head, Classifier2D, grid)
-    place(head, "weight", grid.layout(head.weight.shape, tp_row=Shard(1)), replicated)
-    if head.bias is not None:
-        place(head, "bias", grid.layout(head.bias.shape), replicated)
+    plans = plan_2d(model, dims.tensor_mode)
+    for _, child in block_children(model, dims.tensor_mode):
+        if isinstance(child, nn.LayerNorm):
+            _grid_norm(child, grid, "tp_row")
+        for linear in child.children():
+            if isinstance(linear, nn.Linear):
+                _swap(linear, Linear2D, grid)
+    _grid_norm(model.norm, grid, "tp_row")
+    _swap(model.head, Classifier2D, grid)
+    place_all(model, grid, plans)
 
 
-def _grid_norm(norm: nn.LayerNorm, grid: Grid, width_dim: str, partial: Groups) -> None:
+def _grid_norm(norm: nn.LayerNorm, grid: Grid, width_dim: str) -> None:
     """A LayerNorm whose input holds the width chunk of `width_dim`'s coordinate."""
     norm.__class__ = GridLayerNorm
     norm.grid, norm.width_dim = grid, width_dim
-    for name in ("weight", "bias"):
-        place(norm, name, grid.layout(getattr(norm, name).shape, **{width_dim: Shard(0)}),
-              partial)
-
-
-def _width_chunked_embedding(model: nn.Module, grid: Grid, width_dim: str,
-                             partial: Groups) -> None:
-    """Patch embedding, class token and position embedding hold their width chunk: the
-    model's own embed() then runs on local shapes, with no communication."""
-    conv = model.patch_embed.proj
-    for name in ("weight", "bias"):
-        if getattr(conv, name) is not None:
-            place(conv, name, grid.layout(getattr(conv, name).shape, **{width_dim: Shard(0)}),
-                  partial)
-    for name in ("cls_token", "pos_embed"):
-        place(model, name, grid.layout(getattr(model, name).shape, **{width_dim: Shard(2)}),
-              partial)
