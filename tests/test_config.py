@@ -169,14 +169,38 @@ def test_derived_values_for_the_shipped_configs():
     (8, {"pipeline": 8}, "DEPTH=7 blocks"),
     (6, {"tensor": {"mode": "1d", "size": 4}},
      "world size 6 is not divisible by pipeline x tensor = 1 x 4"),
-    (4, {"tensor": {"mode": "2d", "size": 4}}, "does not run yet"),
-    (8, {"tensor": {"mode": "2.5d", "size": 8, "depth": 2}}, "does not run yet"),
+
     # A layout that is valid but not run yet is refused before the world size is checked.
     (6, {"pipeline": 4}, "asks for pipeline parallelism, which this version"),
     (4, {"tensor": {"mode": "2d", "size": 4, "sequence_parallel": True}}, "is a 1D option"),
 ])
 def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "parallel": parallel})
+    with pytest.raises(ConfigError) as info:
+        make_plan(cfg, world_size=world)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("world, values, message", [
+    # The grid modes split more than heads and width, each said in one line with its divisor.
+    (8, {"parallel": {"tensor": {"mode": "3d", "size": 8}}, "HIDDEN_SIZE": 34, "NUM_HEADS": 2},
+     "splits HIDDEN_SIZE 4 ways, but it is 34"),
+    (4, {"parallel": {"tensor": {"mode": "2d", "size": 4}}, "MLP_DIM": 99},
+     "splits the MLP width"),
+    (4, {"parallel": {"tensor": {"mode": "2d", "size": 4}}, "BATCH_SIZE": 3},
+     "batch of 3 images 2 ways"),
+    (8, {"parallel": {"tensor": {"mode": "2.5d", "size": 8, "depth": 2}}, "BATCH_SIZE": 6},
+     "batch of 6 images 4 ways"),
+    (8, {"parallel": {"tensor": {"mode": "3d", "size": 8}}, "zero": {"stage": 2}}, None),
+    (16, {"parallel": {"tensor": {"mode": "3d", "size": 8}}, "zero": {"stage": 2}},
+     "zero stage 2 with tensor mode '3d' is not run yet"),
+    (4, {"parallel": {"tensor": {"mode": "2d", "size": 4}}}, None),
+])
+def test_grid_modes_check_what_they_split(world, values, message):
+    cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", **values})
+    if message is None:
+        make_plan(cfg, world_size=world)
+        return
     with pytest.raises(ConfigError) as info:
         make_plan(cfg, world_size=world)
     assert message in str(info.value) and "\n" not in str(info.value)
