@@ -28,9 +28,11 @@ LITE = ["TOTAL_BATCH_SIZE=16", "NUM_EPOCHS=1", "LIMIT_TRAIN_BATCHES=20", "LIMIT_
         "report=False", "checkpoints.every_epochs=None"]
 # A tiny model with 4 heads (one per rank at tensor size 4); 4 steps an epoch. No q/k/v bias:
 # softmax ignores a bias added to every key, so its true gradient is 0 and Adam turns rounding
-# noise into unit steps there; no two layouts can agree on it.
+# noise into unit steps there; no two layouts can agree on it. Adam's eps at 1e-6 for the same
+# reason (coordinates whose gradient is at rounding level step by +-lr on noise otherwise).
 TINY = ["DATASET='cifar10'", "IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=2",
-        "NUM_HEADS=4", "MLP_RATIO=2", "QKV_BIAS=False", "TOTAL_BATCH_SIZE=32", "BATCH_SIZE=None",
+        "NUM_HEADS=4", "MLP_RATIO=2", "QKV_BIAS=False", "EPS=1e-6", "TOTAL_BATCH_SIZE=32",
+        "BATCH_SIZE=None",
         "LIMIT_TRAIN_BATCHES=4", "LIMIT_EVAL_BATCHES=2", "LOG_EVERY=1", "WARMUP_EPOCHS=0",
         "LR_SCHEDULE='constant'", "tensorboard=False", "report=False", "dist_timeout=120"]
 QUICK = str(REPO / "configs/cifar10/quick_cpu.py")
@@ -90,43 +92,81 @@ def test_the_1d_config_trains_like_the_vanilla_config(cifar_dir, tmp_path):
         assert rank["comm_bytes_per_step"]["by_dim"]["tp"]["all_reduce"]["bytes"] > 0
 
 
-def test_checkpoints_move_between_tensor_sizes(cifar_dir, tmp_path):
+@pytest.fixture(scope="module")
+def one_process(cifar_dir, tmp_path_factory) -> dict[str, Path]:
+    """The tiny recipe on one process: 1 epoch and 2 epochs (what every layout must match)."""
+    root = tmp_path_factory.mktemp("one_process")
+    runs = {"1 epoch": root / "e1", "2 epochs": root / "e2"}
+    train(QUICK, runs["1 epoch"], cifar_dir, [*TINY, "NUM_EPOCHS=1"])
+    train(QUICK, runs["2 epochs"], cifar_dir, [*TINY, "NUM_EPOCHS=2"])
+    return runs
+
+
+def resume_and_compare(first: Path, to: Path, layout: list[str], nproc: int, cifar_dir: Path,
+                       whole: Path, expect: str) -> None:
+    """Copy the 1-epoch run `first`, continue it for a 2nd epoch in `layout`, and check that
+    it ends where the uninterrupted single-process run ends."""
+    shutil.copytree(first, to)
+    out = train(QUICK, to, cifar_dir, [*TINY, "NUM_EPOCHS=2", *layout], nproc=nproc)
+    assert "resuming from" in out.stdout and "step-00000004" in out.stdout, out.stdout
+    assert expect in out.stdout, out.stdout
+    same_weights(to / "model_final.safetensors", whole / "model_final.safetensors")
+    losses = [r["loss"] for r in records(to, "train")]
+    assert losses == pytest.approx([r["loss"] for r in records(whole, "train")], rel=1e-4)
+
+
+def test_checkpoints_move_between_tensor_sizes(one_process, cifar_dir, tmp_path):
     """1 epoch at tensor size 2, then epoch 2 at size 1 and (from the same checkpoint) at
     size 4: both end where 2 epochs on one process end."""
     one_d = ["parallel.tensor.mode='1d'"]
-    whole = tmp_path / "whole"
-    train(QUICK, whole, cifar_dir, [*TINY, "NUM_EPOCHS=2"])
     first = tmp_path / "t2"
     out = train(QUICK, first, cifar_dir, [*TINY, "NUM_EPOCHS=1", *one_d,
                                           "parallel.tensor.size=2"], nproc=2)
     assert "tensor 2 (1d)" in out.stdout
     # The export of a tensor-parallel run is a plain model, equal to one process's.
-    single_epoch = tmp_path / "single"
-    train(QUICK, single_epoch, cifar_dir, [*TINY, "NUM_EPOCHS=1"])
-    same_weights(first / "model_final.safetensors", single_epoch / "model_final.safetensors")
-    to_four = tmp_path / "t4"
-    shutil.copytree(first, to_four)
-    to_one = first
-    out = train(QUICK, to_one, cifar_dir, [*TINY, "NUM_EPOCHS=2"])
-    assert "resuming from" in out.stdout and "step-00000004" in out.stdout
-    out = train(QUICK, to_four, cifar_dir, [*TINY, "NUM_EPOCHS=2", *one_d,
-                                            "parallel.tensor.size=4"], nproc=4)
-    assert "resuming from" in out.stdout and "tensor 4 (1d)" in out.stdout
-    for resumed in (to_one, to_four):
-        same_weights(resumed / "model_final.safetensors", whole / "model_final.safetensors")
-        losses = [r["loss"] for r in records(resumed, "train")]
-        assert losses == pytest.approx([r["loss"] for r in records(whole, "train")], rel=1e-4)
+    same_weights(first / "model_final.safetensors",
+                 one_process["1 epoch"] / "model_final.safetensors")
+    resume_and_compare(first, tmp_path / "t1", [], 1, cifar_dir, one_process["2 epochs"],
+                       "x data 1")
+    resume_and_compare(first, tmp_path / "t4", [*one_d, "parallel.tensor.size=4"], 4,
+                       cifar_dir, one_process["2 epochs"], "tensor 4 (1d)")
 
 
-def test_init_from_an_export_loads_into_a_tensor_parallel_layout(cifar_dir, tmp_path):
-    source = tmp_path / "source"
-    train(QUICK, source, cifar_dir, [*TINY, "NUM_EPOCHS=1"])
+def test_grid_checkpoints_move_to_1d_and_3d_and_export_one_model(one_process, cifar_dir,
+                                                                   tmp_path):
+    """Saved in 2D, resumed in 1D and in 3D; a 2.5D run exports one process's model."""
+    first = tmp_path / "2d"
+    out = train(QUICK, first, cifar_dir, [*TINY, "NUM_EPOCHS=1", "parallel.tensor.mode='2d'",
+                                          "parallel.tensor.size=4"], nproc=4)
+    assert "tensor 4 (2d)" in out.stdout
+    same_weights(first / "model_final.safetensors",
+                 one_process["1 epoch"] / "model_final.safetensors")
+    resume_and_compare(first, tmp_path / "1d", ["parallel.tensor.mode='1d'",
+                                                "parallel.tensor.size=2"], 2, cifar_dir,
+                       one_process["2 epochs"], "tensor 2 (1d)")
+    resume_and_compare(first, tmp_path / "3d", ["parallel.tensor.mode='3d'",
+                                                "parallel.tensor.size=8"], 8, cifar_dir,
+                       one_process["2 epochs"], "tensor 8 (3d)")
+    tesseract = tmp_path / "2.5d"
+    train(QUICK, tesseract, cifar_dir, [*TINY, "NUM_EPOCHS=1", "parallel.tensor.mode='2.5d'",
+                                        "parallel.tensor.size=8", "parallel.tensor.depth=2"],
+          nproc=8)
+    same_weights(tesseract / "model_final.safetensors",
+                 one_process["1 epoch"] / "model_final.safetensors")
+
+
+def test_init_from_an_export_loads_into_a_tensor_parallel_layout(one_process, cifar_dir,
+                                                                 tmp_path):
+    source = one_process["1 epoch"]
     init = [f"INIT_FROM='{source / 'model_final.safetensors'}'", "NUM_EPOCHS=1"]
-    alone, sharded = tmp_path / "alone", tmp_path / "sharded"
+    alone, sharded, grid = tmp_path / "alone", tmp_path / "sharded", tmp_path / "grid"
     train(QUICK, alone, cifar_dir, [*TINY, *init])
     train(QUICK, sharded, cifar_dir, [*TINY, *init, "parallel.tensor.mode='1d'",
                                       "parallel.tensor.size=2",
                                       "parallel.tensor.sequence_parallel=True"], nproc=2)
-    assert [r["loss"] for r in records(sharded, "train")] == pytest.approx(
-        [r["loss"] for r in records(alone, "train")], rel=1e-4)
-    same_weights(sharded / "model_final.safetensors", alone / "model_final.safetensors")
+    train(QUICK, grid, cifar_dir, [*TINY, *init, "parallel.tensor.mode='2d'",
+                                   "parallel.tensor.size=4"], nproc=4)
+    for run in (sharded, grid):
+        assert [r["loss"] for r in records(run, "train")] == pytest.approx(
+            [r["loss"] for r in records(alone, "train")], rel=1e-4)
+        same_weights(run / "model_final.safetensors", alone / "model_final.safetensors")

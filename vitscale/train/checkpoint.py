@@ -120,8 +120,7 @@ class CheckpointManager:
                 torch.save(_zero_to_fqn(engine.optimizer.state_dict(), engine.optimizer, module),
                            partial / "optimizer_full.pt")
         else:
-            model_sd, optim_sd = get_state_dict(module, engine.optimizer)
-            state = {"model": model_sd, "optim": optim_sd}
+            state = _global_state(engine, module)
         with _quiet_single_process():
             dcp.save(state, checkpoint_id=str(partial), no_dist=not _dist())
         torch.save(_rng_state(), partial / f"rank-{_rank():05d}.pt")
@@ -177,12 +176,13 @@ class CheckpointManager:
         if full_optim.is_file() or _is_zero(engine.optimizer):
             self._load_full_optimizer(path, full_optim, module, engine.optimizer)
         else:
-            model_sd, optim_sd = get_state_dict(module, engine.optimizer)
-            state = {"model": model_sd, "optim": optim_sd}
+            state = _global_state(engine, module)
             with _quiet_single_process():
                 dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
-            set_state_dict(module, engine.optimizer, model_state_dict=state["model"],
-                           optim_state_dict=state["optim"], options=StateDictOptions(strict=True))
+            to_local = engine.parallel.to_local
+            optim = {**state["optim"], "state": to_local(state["optim"]["state"])}
+            set_state_dict(module, engine.optimizer, model_state_dict=to_local(state["model"]),
+                           optim_state_dict=optim, options=StateDictOptions(strict=True))
         engine.precision.after_load(engine.model)
         extra = json.loads((path / "trainer.json").read_text())
         engine.scheduler.load_state_dict(extra.pop("scheduler"))
@@ -209,6 +209,15 @@ class CheckpointManager:
         else:
             set_optimizer_state_dict(module, optimizer, fqn_state,
                                      options=StateDictOptions(full_state_dict=True))
+
+
+def _global_state(engine, module) -> dict:
+    """Model and optimizer state with every parameter whole (DTensors where it is sharded):
+    DCP saves each once and reshards it on load into any layout (tensor/grid.py)."""
+    model_sd, optim_sd = get_state_dict(module, engine.optimizer)
+    to_global = engine.parallel.to_global
+    return {"model": to_global(model_sd),
+            "optim": {**optim_sd, "state": to_global(optim_sd.get("state", {}))}}
 
 
 def _is_zero(optimizer) -> bool:

@@ -12,16 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
 from ..io import export_model
 from .hooks import Hook
 
 
 def full_state_dict(engine) -> dict:
+    """Every parameter whole, on the CPU (a collective when any is sharded: all ranks call)."""
+    from ..optim.norms import DTensor
     module = engine.precision.state_module(engine.model)
-    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True,
-                                                                 cpu_offload=True))
+    state = engine.parallel.to_global(get_model_state_dict(module))
+    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
+            for k, v in state.items()}
 
 
 class ExportHook(Hook):
