@@ -8,7 +8,7 @@ slowest rank ends (a barrier). Bytes per step are measured by the engine's CommL
 first step (parallel/accounting.py) and shown beside parallel/costs.py's formula.
 
     vitscale bench step --model vit_lite_7_4 --batch 64 --nproc-per-node 4 \\
-        --layout tp=2 --layout tp=4,sp --layout tp=2,zero=2
+        --layout tp=2 --layout tp=4,sp --layout tp=2,zero=2 --layout tp=4,mode=2d
 """
 
 from __future__ import annotations
@@ -21,27 +21,33 @@ import torch.distributed as dist
 from ..errors import ConfigError
 from .common import bench_engine, random_batch, timed
 
-_KEYS = {"tp", "sp", "head", "zero"}
+_KEYS = {"tp", "mode", "depth", "sp", "head", "zero"}
+_MODES = ("1d", "2d", "2.5d", "3d")
 
 
 def parse_layout(spec: str) -> dict:
-    """'tp=2,sp,head=class,zero=2' -> {'tensor': 2, 'sequence_parallel': True, ...}; 'dp' is
+    """'tp=2,sp,head=class,zero=2' or 'tp=8,mode=2.5d,depth=2' -> the layout's dict; 'dp' is
     pure data parallelism."""
-    out = {"tensor": 1, "sequence_parallel": False, "class_parallel": False, "zero": None}
+    out = {"tensor": 1, "mode": "1d", "depth": 1, "sequence_parallel": False,
+           "class_parallel": False, "zero": None}
     if spec.strip() in ("dp", ""):
         return out
     for part in spec.split(","):
         key, _, value = part.strip().partition("=")
         if key not in _KEYS:
-            raise ConfigError(f"--layout {spec!r}: unknown part {key!r}; use tp=T, sp, "
-                              "head=class, zero=1|2|3 (e.g. --layout tp=2,sp,zero=2) or dp")
+            raise ConfigError(f"--layout {spec!r}: unknown part {key!r}; use tp=T, "
+                              "mode=1d|2d|2.5d|3d, depth=D, sp, head=class, zero=1|2|3 (e.g. "
+                              "--layout tp=2,sp,zero=2 or --layout tp=4,mode=2d) or dp")
         try:
-            if key == "tp":
-                out["tensor"] = int(value)
-            elif key == "zero":
-                out["zero"] = int(value)
+            if key in ("tp", "depth", "zero"):
+                out[{"tp": "tensor"}.get(key, key)] = int(value)
         except ValueError:
             raise ConfigError(f"--layout {spec!r}: {key} needs a number, e.g. {key}=2") from None
+        if key == "mode":
+            if value not in _MODES:
+                raise ConfigError(f"--layout {spec!r}: mode {value!r} is not one of "
+                                  f"{', '.join(_MODES)}")
+            out["mode"] = value
         if key == "sp":
             out["sequence_parallel"] = True
         elif key == "head":
@@ -51,13 +57,18 @@ def parse_layout(spec: str) -> dict:
 
 def describe(layout: dict) -> str:
     parts = [f"tp={layout['tensor']}"] if layout["tensor"] > 1 else ["dp"]
+    if layout["tensor"] > 1 and layout["mode"] != "1d":
+        parts.append(f"mode={layout['mode']}")
+        if layout["mode"] == "2.5d":
+            parts.append(f"depth={layout['depth']}")
     parts += ["sp"] * layout["sequence_parallel"] + ["head=class"] * layout["class_parallel"]
     parts += [f"zero={layout['zero']}"] if layout["zero"] else []
     return ",".join(parts)
 
 
 def layout_config(layout: dict) -> dict:
-    tensor = {"mode": "1d" if layout["tensor"] > 1 else None, "size": layout["tensor"],
+    tensor = {"mode": layout["mode"] if layout["tensor"] > 1 else None,
+              "size": layout["tensor"], "depth": layout["depth"],
               "sequence_parallel": layout["sequence_parallel"],
               "head": "class_parallel" if layout["class_parallel"] else "replicated"}
     config = {"parallel": {"tensor": tensor}}
@@ -78,11 +89,10 @@ def bench_layouts(model: str, batch: int, layouts: list[dict], device: torch.dev
     for layout in layouts:
         engine = bench_engine(model, batch, device, seed, world_size=world,
                               precision=precision, **layout_config(layout))
-        dims = engine.plan.dims
-        data_rank = dims.data_mesh(engine.mesh).get_local_rank()
-        share = batch // dims.data
-        x = images[data_rank * share:(data_rank + 1) * share]
-        y = labels[data_rank * share:(data_rank + 1) * share]
+        rank, parts = engine.plan.dims.loader_shard(engine.mesh)
+        share = batch // parts
+        x = images[rank * share:(rank + 1) * share]
+        y = labels[rank * share:(rank + 1) * share]
         steps_of[describe(layout)] = (lambda e=engine, x=x, y=y: e.train_step(x, y))
         engines.append(engine)
 

@@ -23,8 +23,9 @@ def register(sub) -> None:
                    help="processes: > 1 times parallel layouts beside pure data parallelism "
                         "(--batch is then the global batch)")
     s.add_argument("--layout", action="append", default=[], metavar="SPEC",
-                   help="a layout to time beside pure data parallelism: tp=T[,sp][,head=class]"
-                        "[,zero=S], e.g. tp=2,sp (repeatable)")
+                   help="a layout to time beside pure data parallelism: tp=T[,mode=1d|2d|2.5d|3d]"
+                        "[,depth=D][,sp][,head=class][,zero=S], e.g. tp=2,sp or tp=4,mode=2d "
+                        "(repeatable)")
     s.set_defaults(func=run_step)
 
     a = bench.add_parser("amp", help="memory, iterations/s and images/s of every precision mode")
