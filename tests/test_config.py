@@ -245,3 +245,17 @@ def test_data_parallel_size_is_derived_and_ranks_are_laid_out_like_colossal_ai()
     d = ParallelDims(world=16, pipeline=2, tensor=4, data=2)
     # rank = data_rank * (P * T) + pipeline_rank * T + tensor_rank
     assert d.coordinates(13) == (1, 1, 1) and d.coordinates(6) == (0, 1, 2)
+
+
+def test_every_shipped_config_plans_its_own_layout():
+    """configs/**: each loads and plans on the smallest world its layout needs (those that
+    need pipeline parallelism too: a dry run plans what a launch would refuse)."""
+    from pathlib import Path
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.py"))
+    assert len(configs) >= 20
+    for path in configs:
+        cfg = load_config(path)
+        t = cfg.parallel.tensor
+        world = cfg.parallel.pipeline * t.size * (cfg.parallel.data or 1)
+        plan = make_plan(cfg, world_size=world, runnable=False)
+        assert plan.dims.tensor == t.size and plan.dims.pipeline == cfg.parallel.pipeline, path

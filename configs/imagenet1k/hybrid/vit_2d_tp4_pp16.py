@@ -1,0 +1,32 @@
+"""Seed 003's hybrid-parallel ViT on ImageNet-1k, 2D tensor mode: pipeline 16 x tensor 4 (a 2 x 2 grid): 64 GPUs
+(x data 1). The 6.4B-parameter ViT: width 4096, depth 32, 64 heads, 224 px.
+
+    vitscale train configs/imagenet1k/hybrid/vit_2d_tp4_pp16.py --dry-run     # plans it
+
+Pipeline parallelism is not in this version yet: a launch stops at start with one line;
+`--dry-run` shows the layout and its derived values.
+"""
+
+DATASET = "imagenet1k"
+
+BATCH_SIZE = 4096               # per data-parallel rank; the pipeline splits it into micro-batches
+LEARNING_RATE = 3e-3
+WEIGHT_DECAY = 0.3
+NUM_EPOCHS = 300
+WARMUP_EPOCHS = 32
+
+IMG_SIZE = 224
+PATCH_SIZE = 16
+HIDDEN_SIZE = 4096
+DEPTH = 32
+NUM_HEADS = 64
+MLP_RATIO = 4
+NUM_CLASSES = 1000
+CHECKPOINT = True
+
+parallel = dict(pipeline=16, tensor=dict(mode="2d", size=4))
+
+fp16 = dict(mode=AMP_TYPE.NAIVE)               # noqa: F821 (predefined in config files)
+clip_grad_norm = 1.0
+
+NUM_MICRO_BATCHES = parallel["pipeline"]
