@@ -1,5 +1,6 @@
-"""Measured bytes per step (and CPU images/s) of 1D tensor-parallel layouts beside pure data
-parallelism, next to parallel/costs.py's formulas: the table in docs/parallelism.md.
+"""Measured bytes per step (and CPU images/s) of tensor-parallel layouts (1D, 2D, 2.5D, 3D)
+beside pure data parallelism, next to parallel/costs.py's formulas: the table in
+docs/parallelism.md.
 
     python benchmarks/parallel_layouts.py            # writes benchmarks/results/<date>-cpu-parallel-layouts.json
 
@@ -19,12 +20,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RUNS = [  # (model, global batch, processes, layouts)
     ("vit_lite_7_4", 32, 4, ["tp=2", "tp=4", "tp=4,sp", "tp=4,head=class", "tp=2,zero=2",
-                             "tp=2,sp,zero=3", "zero=3"]),
+                             "tp=2,sp,zero=3", "zero=3", "tp=4,mode=2d"]),
     ("vit_lite_7_4", 32, 2, ["tp=2", "tp=2,sp"]),
-    # ViT-S/16 has 6 heads: 1D splits them 2, 3 or 6 ways, not 4.
-    ("vit_small_patch16_224", 8, 4, ["tp=2", "tp=2,sp", "tp=2,zero=2"]),
+    ("vit_lite_7_4", 32, 8, ["tp=8", "tp=4", "tp=4,mode=2d", "tp=8,mode=2.5d,depth=2",
+                             "tp=8,mode=3d"]),
+    # ViT-S/16 has 6 heads: 1D splits them 2, 3 or 6 ways, not 4 or 8; the grid modes split
+    # them q = 2 ways.
+    ("vit_small_patch16_224", 8, 4, ["tp=2", "tp=2,sp", "tp=2,zero=2", "tp=4,mode=2d"]),
     ("vit_small_patch16_224", 6, 3, ["tp=3", "tp=3,sp"]),
     ("vit_small_patch16_224", 8, 2, ["tp=2", "tp=2,sp"]),
+    ("vit_small_patch16_224", 8, 8, ["tp=2", "tp=4,mode=2d", "tp=8,mode=2.5d,depth=2",
+                                     "tp=8,mode=3d"]),
 ]
 
 
