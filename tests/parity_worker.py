@@ -124,19 +124,21 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
         out, ref_out = engine.train_step(x, y), reference.train_step(images, labels)
         losses.append(abs(global_mean(out.loss, out.images) - ref_out.loss.item()))
     params = max_diff(full_params(engine), full_params(reference))
-    from vitscale.parallel.costs import StepShape, communication, parameters_held
-    predicted = communication(StepShape(
+    from vitscale.parallel.costs import StepShape, parameters_held, traffic
+    predicted = traffic(StepShape(
         plan.model, plan.dims, micro_batch=plan.per_device_batch,
         accumulation=plan.accumulation, precision=plan.precision, optimizer=cfg.OPTIMIZER,
         clip=bool(cfg.clip_grad_norm), soft_targets=cfg.LABEL_SMOOTHING > 0,
         checkpointing=cfg.CHECKPOINT))
+    calls = {d: {k: round(v) for k, v in kinds.items()} for d, kinds in predicted.calls.items()}
+    predicted = predicted.by_dim()
     tensor_rank = plan.dims.tensor_mesh(mesh).get_local_rank() if plan.dims.tensor_mode in (
         None, "1d") else 0
     data_rank = plan.dims.data_mesh(mesh).get_local_rank()
     return {"rank": rank, "layout": plan.dims.describe(), "init": init, "logits": logit_diff,
             "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,
             "accounting": engine.accounting, "data_parallel": plan.dims.data_parallel,
-            "predicted": predicted, "events": engine.ledger.events,
+            "predicted": predicted, "predicted_calls": calls, "events": engine.ledger.events,
             "predicted_parameters": parameters_held(plan.model, plan.dims, tensor_rank,
                                                     data_rank)}
 

@@ -144,6 +144,19 @@ def test_bytes_sent_match_the_formulas(case, results):
             assert m == pytest.approx(p, rel=0.05), (dim, kind, m, p)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_collectives_called_as_the_formulas_count(case, results):
+    """The cost model counts calls too (the planner's latency term): every one it predicts
+    happens (DDP's one-off first-step broadcast of its bucket order aside)."""
+    for rank in results[case]:
+        measured = rank["accounting"]["comm_bytes_per_step"]["by_dim"]
+        ddp_first_step = 2 if rank["data_parallel"].startswith("ddp") else 0
+        for dim, kinds in rank["predicted_calls"].items():
+            for kind, calls in kinds.items():
+                extra = ddp_first_step if (dim, kind) == ("dp", "broadcast") else 0
+                assert measured[dim][kind]["calls"] == calls + extra, (dim, kind)
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c != "ddp_zero1_lars"])
 def test_each_rank_holds_its_share_of_the_parameters(case, results):
     """1/T of each split matrix, all replicated parameters, 1/R of that under ZeRO-2/3:

@@ -203,7 +203,24 @@ def _norm_vectors(shape: StepShape) -> list[tuple[str, int]]:
     return calls
 
 
-def _grid_tensor(shape: StepShape, out) -> None:
+class Traffic:
+    """Collectives of one step, per mesh dimension and kind: bytes per rank and calls."""
+
+    def __init__(self):
+        self.bytes: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.calls: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def add(self, dim: str, kind: str, message: float, n: int, times: float = 1) -> None:
+        """`times` collectives of kind `kind` of `message` bytes on the `n` ranks of `dim`."""
+        if n > 1 and times and message:
+            self.bytes[dim][kind] += times * bus_bytes(kind, message, n)
+            self.calls[dim][kind] += times
+
+    def by_dim(self) -> dict[str, dict[str, float]]:
+        return {d: dict(k) for d, k in self.bytes.items() if any(k.values())}
+
+
+def _grid_tensor(shape: StepShape, out: Traffic) -> None:
     """2D / 2.5D / 3D: the collectives of tensor/twod.py and threed.py (their docstrings)."""
     dims, size = shape.dims, shape.size
     q, a = dims.grid_side, shape.accumulation
@@ -215,54 +232,49 @@ def _grid_tensor(shape: StepShape, out) -> None:
     # Activation checkpointing recomputes each block's whole forward: a custom autograd
     # function's saved tensors are packed when its forward returns, so torch's early stop
     # cannot cut fc2's collectives short (it does for 1D's native ops).
-    repeats = {name: 1 + shape.checkpointing for name, _, _ in linears}
+    fwd = 1 + shape.checkpointing
+    n = a * L                                            # each Linear runs once per block
     if dims.tensor_mode in ("2d", "2.5d"):
-        row, col = out["tp_row"], out["tp_col"]
         for name, i, o in linears:
             x, w = b * N * i * e_c, i * (o // q) * e_c      # the gathered X[j, :] and W[:, k]
-            row["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", x, q)
-            row["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", x, q)
-            col["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", w, q)
-            col["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", i * (o // q) * e_w, q)
+            out.add("tp_row", "all_gather", x, q, n * (fwd + 1))
+            out.add("tp_row", "reduce_scatter", x, q, n)
+            out.add("tp_col", "all_gather", w, q, n * (fwd + 1))
+            out.add("tp_col", "reduce_scatter", i * (o // q) * e_w, q, n)
         width = "tp_row"
     else:
-        cube = {"x": out["tp_x"], "y": out["tp_y"], "z": out["tp_z"]}
         for name, i, o in linears:
-            gather, scatter = ("z", "y") if name in ("proj", "fc2") else ("y", "z")
+            gather, scatter = ("tp_z", "tp_y") if name in ("proj", "fc2") else ("tp_y", "tp_z")
             x, y = b * q * N * (i // q) * e_c, b * q * N * (o // q) * e_c   # [b/q, N, in/q] ...
             w = (o // q) * (i // q) * e_c
-            cube[gather]["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", x, q)
-            cube[gather]["reduce_scatter"] += a * L * bus_bytes("reduce_scatter", x, q)
-            cube[scatter]["reduce_scatter"] += a * L * repeats[name] * bus_bytes(
-                "reduce_scatter", y, q)
-            cube[scatter]["all_gather"] += a * L * bus_bytes("all_gather", y, q)
-            cube["x"]["all_gather"] += a * L * (repeats[name] + 1) * bus_bytes("all_gather", w, q)
-            cube["x"]["reduce_scatter"] += a * L * bus_bytes("reduce_scatter",
-                                                             (o // q) * (i // q) * e_w, q)
+            out.add(gather, "all_gather", x, q, n * (fwd + 1))
+            out.add(gather, "reduce_scatter", x, q, n)
+            out.add(scatter, "reduce_scatter", y, q, n * fwd)
+            out.add(scatter, "all_gather", y, q, n)
+            out.add("tp_x", "all_gather", w, q, n * (fwd + 1))
+            out.add("tp_x", "reduce_scatter", (o // q) * (i // q) * e_w, q, n)
         width = "tp_z"
     # LayerNorm statistics over the split width: 2 all-reduces of b N fp32 forward (again when
     # recomputed), 1 of 2 b N backward; the classifier's partial logits, forward.
     norms = 2 * L + 1
-    out[width]["all_reduce"] += a * (norms + 2 * L * shape.checkpointing) * 2 * bus_bytes(
-        "all_reduce", b * N * 4, q)
-    out[width]["all_reduce"] += a * norms * bus_bytes("all_reduce", 2 * b * N * 4, q)
-    out[width]["all_reduce"] += a * bus_bytes("all_reduce", b * C * e_c, q)
-    # Once per step: gradients that are partial sums over ranks that saw other images.
+    out.add(width, "all_reduce", b * N * 4, q, a * (norms + 2 * L * shape.checkpointing) * 2)
+    out.add(width, "all_reduce", 2 * b * N * 4, q, a * norms)
+    out.add(width, "all_reduce", b * C * e_c, q, a)
+    # Once per step: gradients that are partial sums over ranks that saw other images, one
+    # flat all-reduce per group.
     by_partial: dict[tuple[str, ...], int] = defaultdict(int)
     sizes = dict(dims.tensor_dims)
     for _, local, plan in grid_blocks(size, dims):
         by_partial[tuple(d for d in plan.partial if sizes[d] > 1)] += math.prod(local)
     for partial, numel in by_partial.items():
         for d in partial:
-            out[d]["all_reduce"] += bus_bytes("all_reduce", numel * shape.gradient_bytes,
-                                              sizes[d])
+            out.add(d, "all_reduce", numel * shape.gradient_bytes, sizes[d])
 
 
-def communication(shape: StepShape) -> dict[str, dict[str, float]]:
-    """Bytes per rank per optimizer step: {mesh dimension: {collective: bytes}}."""
+def _one_d(shape: StepShape, out: Traffic) -> None:
+    """1D: the collectives of tensor/onedim.py (its docstring)."""
     dims, size = shape.dims, shape.size
-    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    t, r, a, b = dims.tensor, dims.data, shape.accumulation, shape.micro_batch
+    t, a, b = dims.tensor, shape.accumulation, shape.micro_batch
     L, D, N, C = size.depth, size.width, size.seq_length, size.num_classes
     e_c, e_r = shape.compute_bytes, shape.residual_bytes
     # Activation checkpointing recomputes each block's forward in backward, and torch stops the
@@ -270,51 +282,157 @@ def communication(shape: StepShape) -> dict[str, dict[str, float]]:
     # nothing in the block keeps, is not repeated; proj's (and with sequence parallelism both
     # norms' all-gathers) are.
     again = 1 if shape.checkpointing else 0
+    if dims.sequence_parallel:
+        tokens = t * math.ceil(N / t)
+        m_c, m_r = b * tokens * D * e_c, b * tokens * D * e_r
+        out.add("tp", "reduce_scatter", m_c, t, a * (2 + again) * L)
+        out.add("tp", "reduce_scatter", m_r, t, a * 2 * L)
+        # Forward: after each norm (2 L in the blocks, 1 after them); backward: of each
+        # reduce-scatter (2 L) and of the first block's token split (the embedding's gradient
+        # is needed whole).
+        out.add("tp", "all_gather", m_c, t, a * 2 * L)
+        out.add("tp", "all_gather", m_r, t, a * ((2 + 2 * again) * L + 2))
+        # The norms' weights and biases saw 1/T of the tokens: their gradients are partial
+        # sums, all-reduced once per step (by FSDP2 when it runs, else by the engine).
+        out.add("tp", "all_reduce", D * e_r, t, 2 * (2 * L + 1))
+    else:
+        out.add("tp", "all_reduce", b * N * D * e_c, t, a * L * (2 + again))
+        out.add("tp", "all_reduce", b * N * D * e_r, t, a * L * 2)
+    if dims.class_parallel_head:
+        for message in ([b * 4, 3 * b * 4] if shape.soft_targets else [b * 4] * 3):
+            out.add("tp", "all_reduce", message, t, a)
+        out.add("tp", "all_reduce", b * D * e_r, t, a)
+        out.add("tp", "all_gather", b * t * math.ceil(C / t) * e_c, t, a)
+
+
+DDP_BUCKET = 25 * 2 ** 20   # DDP's default bucket_cap_mb: gradients travel in 25 MiB messages
+
+
+def _data(shape: StepShape, out: Traffic) -> None:
+    """Data parallelism: DDP, ZeRO-1, FSDP2 (parallel/data.py's table)."""
+    dims, size = shape.dims, shape.size
+    r, a = dims.data, shape.accumulation
+    p_r = parameters_per_rank(size, dims)
+    e_g, e_p = shape.gradient_bytes, shape.parameter_bytes
+    style = dims.data_parallel
+    if style in ("ddp", "ddp_zero1"):
+        buckets = max(1, math.ceil(p_r * e_g / DDP_BUCKET))
+        out.add("dp", "all_reduce", p_r * e_g / buckets, r, buckets)
+    if style == "fsdp_replicate":           # one all-reduce per FSDP unit: each block, the root
+        out.add("dp", "all_reduce", p_r * e_g / (size.depth + 1), r, size.depth + 1)
+    if style == "ddp_zero1":                # each parameter from the rank that stepped it
+        out.add("dp", "broadcast", p_r * e_p / len(parameter_shapes(size)), r,
+                len(parameter_shapes(size)))
+    if style in ("fsdp_stage2", "fsdp_stage3"):
+        units, padded = size.depth + 1, _fsdp_padded(size, dims)
+        gathers = a * (2 if style == "fsdp_stage3" else 1)
+        out.add("dp", "reduce_scatter", padded * e_g / units, r, units)
+        out.add("dp", "all_gather", padded * e_p / units, r, units * gathers)
+
+
+def traffic(shape: StepShape) -> Traffic:
+    """Every collective of one optimizer step on one rank (bytes and calls)."""
+    dims = shape.dims
+    out = Traffic()
     if dims.grid_mode:
         _grid_tensor(shape, out)
-    elif t > 1:
-        tp = out["tp"]
-        if dims.sequence_parallel:
-            tokens = t * math.ceil(N / t)
-            m_c, m_r = b * tokens * D * e_c, b * tokens * D * e_r
-            tp["reduce_scatter"] += a * ((2 + again) * L * bus_bytes("reduce_scatter", m_c, t)
-                                         + 2 * L * bus_bytes("reduce_scatter", m_r, t))
-            # Forward: after each norm (2 L in the blocks, 1 after them); backward: of each
-            # reduce-scatter (2 L) and of the first block's token split (the embedding's
-            # gradient is needed whole).
-            tp["all_gather"] += a * (2 * L * bus_bytes("all_gather", m_c, t)
-                                     + ((2 + 2 * again) * L + 2) * bus_bytes("all_gather", m_r, t))
-            # The norms' weights and biases saw 1/T of the tokens: their gradients are partial
-            # sums, all-reduced once per step (by FSDP2 when it runs, else by the engine).
-            tp["all_reduce"] += 2 * (2 * L + 1) * bus_bytes("all_reduce", D * e_r, t)
-        else:
-            tp["all_reduce"] += a * L * ((2 + again) * bus_bytes("all_reduce", b * N * D * e_c, t)
-                                         + 2 * bus_bytes("all_reduce", b * N * D * e_r, t))
-        if dims.class_parallel_head:
-            loss = [b * 4, 3 * b * 4] if shape.soft_targets else [b * 4] * 3
-            tp["all_reduce"] += a * sum(bus_bytes("all_reduce", m, t) for m in loss)
-            tp["all_reduce"] += a * bus_bytes("all_reduce", b * D * e_r, t)
-            tp["all_gather"] += a * bus_bytes("all_gather", b * t * math.ceil(C / t) * e_c, t)
-    if r > 1:
-        dp = out["dp"]
-        p_r = parameters_per_rank(size, dims)
-        e_g, e_p = shape.gradient_bytes, shape.parameter_bytes
-        style = dims.data_parallel
-        if style in ("ddp", "ddp_zero1", "fsdp_replicate"):
-            dp["all_reduce"] += bus_bytes("all_reduce", p_r * e_g, r)
-        if style == "ddp_zero1":
-            dp["broadcast"] += bus_bytes("broadcast", p_r * e_p, r)
-        if style in ("fsdp_stage2", "fsdp_stage3"):
-            padded = _fsdp_padded(size, dims)
-            gathers = a * (2 if style == "fsdp_stage3" else 1)
-            dp["reduce_scatter"] += bus_bytes("reduce_scatter", padded * e_g, r)
-            dp["all_gather"] += gathers * bus_bytes("all_gather", padded * e_p, r)
-    sizes = {"dp": r, **dict(dims.tensor_dims)}
+    elif dims.tensor > 1:
+        _one_d(shape, out)
+    if dims.data > 1:
+        _data(shape, out)
+    sizes = {"dp": dims.data, **dict(dims.tensor_dims)}
     for dim, length in _norm_vectors(shape):
-        out[dim]["all_reduce"] += bus_bytes("all_reduce", length * 4, sizes[dim])
+        out.add(dim, "all_reduce", length * 4, sizes[dim])
     if shape.precision in ("fp16", "naive_fp16") and dims.world > 1:
         # (A mesh dimension that spans every rank uses the world group: it is named so.)
         where = next((d for d, n in sizes.items() if n == dims.world), "world")
-        out[where]["all_reduce"] += bus_bytes("all_reduce", 4, dims.world)
-    return {dim: {k: v for k, v in kinds.items() if v} for dim, kinds in out.items()
-            if any(kinds.values())}
+        out.add(where, "all_reduce", 4, dims.world)
+    return out
+
+
+def communication(shape: StepShape) -> dict[str, dict[str, float]]:
+    """Bytes per rank per optimizer step: {mesh dimension: {collective: bytes}}."""
+    return traffic(shape).by_dim()
+
+
+# ---- compute and memory -----------------------------------------------------------------------
+
+def forward_flops(size: ViTSize) -> dict[str, float]:
+    """Forward FLOPs of one image (a multiply-add is 2): {'blocks': ..., 'other': ...}.
+
+    Per block: q, k, v and proj 4 x 2 N D^2; the MLP 2 x 2 N D M; attention's two products
+    (Q K^T and A V) 2 x 2 N^2 D. Other: the patch embedding 2 (N-1) (3 P^2) D and the head
+    2 D C. Backward costs twice the forward; activation checkpointing adds one forward.
+    """
+    N, D, M = size.seq_length, size.width, size.mlp_hidden
+    block = 8 * N * D * D + 4 * N * D * M + 4 * N * N * D
+    other = 2 * (N - 1) * 3 * size.patch ** 2 * D + 2 * D * size.num_classes
+    return {"blocks": size.depth * block, "other": other}
+
+
+def step_flops(shape: StepShape) -> float:
+    """FLOPs one rank computes per optimizer step (forward, backward, recomputation)."""
+    dims, flops = shape.dims, forward_flops(shape.size)
+    passes = 3 + (1 if shape.checkpointing else 0)
+    images = shape.micro_batch * shape.accumulation            # per data-parallel rank
+    # Blocks are split over the tensor group; 1D computes the embedding and head whole on
+    # every tensor rank, the grid modes split them with the batch.
+    other = flops["other"] / (dims.tensor if dims.grid_mode else 1)
+    return passes * images * (flops["blocks"] / dims.tensor + other) / dims.pipeline
+
+
+def activation_bytes(shape: StepShape) -> float:
+    """Bytes kept for backward by one micro-batch's forward on one rank (what
+    accounting.ActivationMeter measures), per block and for the embedding and head.
+
+    A block keeps, per token: its input and the residual sum after attention (LayerNorm
+    inputs, e_r), the two LayerNorm outputs (matmul inputs, e_c), q, k and v and the
+    attention output (4 D, e_c), the MLP's hidden activations before and after GELU (2 M,
+    e_c), and per head two statistics (fp32). 1D splits the matmul outputs over T (q, k, v,
+    attention output, MLP hidden), and with sequence parallelism the LayerNorm inputs too; the
+    grid modes hold every tensor for b/s images at width / q. Checkpointing keeps each block's
+    input only, plus one block's activations while it recomputes.
+    """
+    dims, size = shape.dims, shape.size
+    b, N, D, M, H = shape.micro_batch, size.seq_length, size.width, size.mlp_hidden, size.heads
+    e_c, e_r = shape.compute_bytes, shape.residual_bytes
+    t = dims.tensor
+    if dims.grid_mode:
+        share = dims.batch_split * dims.grid_side      # images x width a rank holds: 1/(s q)
+        block = b * N * (2 * D * e_r + (2 * D + 4 * D + 2 * M) * e_c) / share \
+            + b * N * H * 8 / share
+        inputs = b * N * D * e_r / share
+    else:
+        split = t if t > 1 else 1
+        norms_in = 2 * D * e_r / (split if dims.sequence_parallel else 1)
+        block = b * N * (norms_in + 2 * D * e_c + (4 * D + 2 * M) * e_c / split) \
+            + b * N * H * 8 / split
+        inputs = b * N * D * e_r / (split if dims.sequence_parallel else 1)
+    images = b / (dims.batch_split if dims.grid_mode else 1)
+    embed = images * (3 * size.img_size ** 2 * e_r + N * D * e_r)
+    if shape.checkpointing:
+        return size.depth * inputs + block + embed
+    return size.depth * block + embed
+
+
+def memory_bytes(shape: StepShape) -> dict[str, float]:
+    """Bytes one rank holds: parameters, gradients, optimizer state, activations (one
+    micro-batch), and their sum as the peak."""
+    dims, size = shape.dims, shape.size
+    held = parameters_held(size, dims)
+    per_rank = parameters_per_rank(size, dims) / dims.pipeline
+    held = held / dims.pipeline
+    fsdp = dims.data_parallel in ("fsdp_stage2", "fsdp_stage3")
+    masters = shape.precision in ("naive_fp16", "pure_bf16")
+    params = held * (2 + 4 if masters else 4) if not fsdp else held * 4
+    grads = (held if fsdp else per_rank) * (2 if masters else 4)
+    states = {"adamw": 2, "lamb": 2, "sgd": 1, "lars": 1}.get(shape.optimizer, 2)
+    optim_share = held if fsdp else per_rank / (dims.data if dims.data_parallel == "ddp_zero1"
+                                                else 1)
+    optimizer = optim_share * states * 4
+    activations = activation_bytes(shape)
+    if dims.data_parallel == "fsdp_stage3":   # one block's parameters gathered at a time
+        activations += parameters_per_rank(size, dims) / max(size.depth, 1) * 4
+    return {"parameters": params, "gradients": grads, "optimizer": optimizer,
+            "activations": activations,
+            "peak": params + grads + optimizer + activations}
