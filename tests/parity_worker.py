@@ -132,6 +132,9 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
         checkpointing=cfg.CHECKPOINT))
     calls = {d: {k: round(v) for k, v in kinds.items()} for d, kinds in predicted.calls.items()}
     predicted = predicted.by_dim()
+    # The planner's view of the same layout (vitscale plan), from the config alone.
+    from vitscale.planner import config_layout, device, estimate
+    planned = estimate(cfg, config_layout(cfg), world, device("cpu"), gpus_per_node=world)
     tensor_rank = plan.dims.tensor_mesh(mesh).get_local_rank() if plan.dims.tensor_mode in (
         None, "1d") else 0
     data_rank = plan.dims.data_mesh(mesh).get_local_rank()
@@ -139,6 +142,8 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
             "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,
             "accounting": engine.accounting, "data_parallel": plan.dims.data_parallel,
             "predicted": predicted, "predicted_calls": calls, "events": engine.ledger.events,
+            "planned_bytes_by_dim": planned.comm_by_dim,
+            "planned_parameter_bytes": planned.memory["parameters"],
             "predicted_parameters": parameters_held(plan.model, plan.dims, tensor_rank,
                                                     data_rank)}
 

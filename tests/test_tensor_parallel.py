@@ -157,6 +157,23 @@ def test_collectives_called_as_the_formulas_count(case, results):
                 assert measured[dim][kind]["calls"] == calls + extra, (dim, kind)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if "fp16" not in c and "bf16" not in c])
+def test_the_planner_sees_what_the_run_measured(case, results):
+    """`vitscale plan` costs a layout from the config alone: its parameter bytes and bytes
+    sent per rank per step are the measured ones (within 5%), for every layout that runs."""
+    for rank in results[case]:
+        acc = rank["accounting"]
+        assert rank["planned_parameter_bytes"] == pytest.approx(acc["parameter_bytes_per_rank"],
+                                                                rel=0.05)
+        measured = {d: sum(v["bytes"] for v in kinds.values())
+                    for d, kinds in acc["comm_bytes_per_step"]["by_dim"].items()}
+        total = sum(measured.values())
+        for dim in set(measured) | set(rank["planned_bytes_by_dim"]):
+            m, p = measured.get(dim, 0), rank["planned_bytes_by_dim"].get(dim, 0)
+            if max(m, p) >= 0.01 * total:
+                assert m == pytest.approx(p, rel=0.05), (dim, m, p)
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c != "ddp_zero1_lars"])
 def test_each_rank_holds_its_share_of_the_parameters(case, results):
     """1/T of each split matrix, all replicated parameters, 1/R of that under ZeRO-2/3:

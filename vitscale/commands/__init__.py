@@ -3,6 +3,6 @@
 A new subcommand is a new module here plus one line in COMMANDS.
 """
 
-from . import bench, eval, models, prepare, report, run, sweep, tensorboard, train
+from . import bench, eval, models, plan, prepare, report, run, sweep, tensorboard, train
 
-COMMANDS = [train, run, eval, report, tensorboard, models, bench, prepare, sweep]
+COMMANDS = [train, run, eval, report, tensorboard, models, bench, prepare, sweep, plan]

@@ -104,6 +104,8 @@ def dry_run(args, loaded) -> int:
                                       "peak_lr"), "not set"))
     for key, value in derived.items():
         print(f"#   {key:<20} {'unknown until the data is read' if value is None else value}")
+    if not no_batch:
+        _print_costs(cfg, plan, world)
     notes = ["not runnable: neither BATCH_SIZE nor TOTAL_BATCH_SIZE is set"] if no_batch else []
     try:
         plan.dims.check_runnable()
@@ -121,6 +123,24 @@ def dry_run(args, loaded) -> int:
     for note in notes:
         print(f"# {note}")
     return 0
+
+
+def _print_costs(cfg, plan, world: int) -> None:
+    """What `vitscale plan` says of the config's own layout: per rank, per optimizer step."""
+    from ..planner import config_layout, device, estimate
+    e = estimate(cfg, config_layout(cfg), world, device("h100"), gpus_per_node=8, plan=plan)
+    m = e.memory
+    print("\n# per rank (vitscale plan's cost model; docs/parallelism.md)")
+    print(f"#   memory GB            parameters {m['parameters'] / 1e9:.2f}, gradients "
+          f"{m['gradients'] / 1e9:.2f}, optimizer {m['optimizer'] / 1e9:.2f}, activations "
+          f"{m['activations'] / 1e9:.2f} (one micro-batch), peak {m['peak'] / 1e9:.2f}")
+    sent = ", ".join(f"{d} {b / 1e9:.3f}" for d, b in sorted(e.comm_by_dim.items())) or "none"
+    print(f"#   GB sent per step     {sent} (inter-node with 8 per node: "
+          f"{e.comm_inter / 1e9:.3f})")
+    print(f"#   TFLOP per step       {e.flops / 1e12:.2f}" + (
+        f"; pipeline bubble {e.bubble:.0%}" if e.bubble else ""))
+    print(f"#   step on an H100      {e.seconds:.3f} s estimated (`vitscale plan` ranks every "
+          "layout, on other devices too)")
 
 
 def run(args) -> int:

@@ -48,6 +48,8 @@ rank. Not modelled: DDP's one-off broadcast of its bucket order in the first ste
 from __future__ import annotations
 
 import math
+import dataclasses
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -71,6 +73,8 @@ class StepShape:
     clip: bool = False
     soft_targets: bool = False  # Mixup/CutMix or label smoothing: the soft loss path
     checkpointing: bool = False  # activation checkpointing: each block's forward runs twice
+    schedule: str = "1f1b"       # pipeline schedule (with dims.pipeline > 1): gpipe, 1f1b,
+                                 # interleaved (2 chunks per rank), zero_bubble
 
     @property
     def low_precision_model(self) -> bool:
@@ -105,6 +109,7 @@ def bus_bytes(kind: str, message: float, n: int) -> float:
     return (2 if kind == "all_reduce" else 1) * (n - 1) / n * message
 
 
+@functools.lru_cache(maxsize=256)
 def parameter_shapes(size: ViTSize, class_parallel_head: bool = False
                      ) -> list[tuple[str, tuple[int, ...], int | None]]:
     """(name, full shape, dimension 1D tensor parallelism splits or None) per parameter."""
@@ -125,6 +130,7 @@ def local_shape(shape: tuple[int, ...], dim: int | None, t: int, rank: int = 0
     return shape[:dim] + (part,) + shape[dim + 1:]
 
 
+@functools.lru_cache(maxsize=256)
 def grid_blocks(size: ViTSize, dims) -> list[tuple[str, tuple[int, ...], object]]:
     """(name, local shape, BlockPlan) of every parameter in a grid mode (2D, 2.5D, 3D): the
     plans the layers are placed by (tensor/twod.py, threed.py), on a model that holds nothing."""
@@ -330,10 +336,52 @@ def _data(shape: StepShape, out: Traffic) -> None:
         out.add("dp", "all_gather", padded * e_p / units, r, units * gathers)
 
 
+def stage_shape(shape: StepShape) -> StepShape:
+    """The share of the model one pipeline stage holds: ceil(L / P) blocks (the embedding and
+    head, on the first and last stage, are left out of the per-stage figures)."""
+    if shape.dims.pipeline == 1:
+        return shape
+    blocks = math.ceil(shape.size.depth / shape.dims.pipeline)
+    return dataclasses.replace(shape, size=dataclasses.replace(shape.size, depth=blocks))
+
+
+def bubble_fraction(shape: StepShape) -> float:
+    """The share of a pipeline step a stage waits (Huang et al. 2019, GPipe; Narayanan et al.
+    2021 for 1F1B and the interleaved schedule; Qi et al. 2024 for zero bubble):
+    (P-1)/(M+P-1) for GPipe and 1F1B, (P-1)/(v M + P-1) interleaved with v = 2 chunks per
+    rank, ~0 for zero bubble; M = micro-batches per step."""
+    p, m = shape.dims.pipeline, shape.accumulation
+    if p == 1:
+        return 0.0
+    if shape.schedule == "zero_bubble":
+        return 0.0
+    v = 2 if shape.schedule == "interleaved" else 1
+    return (p - 1) / (v * m + p - 1)
+
+
+def _pipeline(shape: StepShape, out: Traffic) -> None:
+    """Point-to-point activations between stages: each micro-batch's boundary activation
+    forward and its gradient backward, b N D e_r per rank (1/T of the tokens with sequence
+    parallelism, the rank's block in a grid mode); a stage sends to its two neighbours, the
+    first and last to one: 2 (P-1)/P sends per micro-batch on average."""
+    dims, size = shape.dims, shape.size
+    message = shape.micro_batch * size.seq_length * size.width * shape.residual_bytes
+    if dims.grid_mode:
+        message /= dims.batch_split * dims.grid_side
+    elif dims.sequence_parallel:
+        message /= dims.tensor
+    p = dims.pipeline
+    out.add("pp", "send", message, p, shape.accumulation * 2 * (p - 1) / p)
+
+
 def traffic(shape: StepShape) -> Traffic:
-    """Every collective of one optimizer step on one rank (bytes and calls)."""
-    dims = shape.dims
+    """Every collective of one optimizer step on one rank (bytes and calls). With pipeline
+    parallelism, per stage: ceil(L / P) blocks, `accumulation` counting every micro-batch."""
     out = Traffic()
+    if shape.dims.pipeline > 1:
+        _pipeline(shape, out)
+        shape = stage_shape(shape)
+    dims = shape.dims
     if dims.grid_mode:
         _grid_tensor(shape, out)
     elif dims.tensor > 1:
@@ -419,9 +467,8 @@ def memory_bytes(shape: StepShape) -> dict[str, float]:
     """Bytes one rank holds: parameters, gradients, optimizer state, activations (one
     micro-batch), and their sum as the peak."""
     dims, size = shape.dims, shape.size
-    held = parameters_held(size, dims)
+    held = parameters_held(size, dims) / dims.pipeline
     per_rank = parameters_per_rank(size, dims) / dims.pipeline
-    held = held / dims.pipeline
     fsdp = dims.data_parallel in ("fsdp_stage2", "fsdp_stage3")
     masters = shape.precision in ("naive_fp16", "pure_bf16")
     params = held * (2 + 4 if masters else 4) if not fsdp else held * 4
@@ -430,7 +477,11 @@ def memory_bytes(shape: StepShape) -> dict[str, float]:
     optim_share = held if fsdp else per_rank / (dims.data if dims.data_parallel == "ddp_zero1"
                                                 else 1)
     optimizer = optim_share * states * 4
-    activations = activation_bytes(shape)
+    activations = activation_bytes(stage_shape(shape))
+    if dims.pipeline > 1:   # 1F1B keeps min(P, M) micro-batches in flight (GPipe all M)
+        in_flight = shape.accumulation if shape.schedule == "gpipe" else \
+            min(dims.pipeline, shape.accumulation)
+        activations *= in_flight
     if dims.data_parallel == "fsdp_stage3":   # one block's parameters gathered at a time
         activations += parameters_per_rank(size, dims) / max(size.depth, 1) * 4
     return {"parameters": params, "gradients": grads, "optimizer": optimizer,
