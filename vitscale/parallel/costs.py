@@ -130,18 +130,24 @@ def local_shape(shape: tuple[int, ...], dim: int | None, t: int, rank: int = 0
     return shape[:dim] + (part,) + shape[dim + 1:]
 
 
-@functools.lru_cache(maxsize=256)
-def grid_blocks(size: ViTSize, dims) -> list[tuple[str, tuple[int, ...], object]]:
-    """(name, local shape, BlockPlan) of every parameter in a grid mode (2D, 2.5D, 3D): the
-    plans the layers are placed by (tensor/twod.py, threed.py), on a model that holds nothing."""
+@functools.lru_cache(maxsize=64)
+def _grid_plans(size: ViTSize, mode: str) -> tuple:
+    """(name, full shape, BlockPlan) per parameter: the plans the grid layers are placed by
+    (tensor/twod.py, threed.py), read off a model that holds nothing."""
     from .tensor.threed import plan_3d
     from .tensor.twod import plan_2d
     with torch.device("meta"):
         model = build_model(size)
-    plans = plan_3d(model) if dims.tensor_mode == "3d" else plan_2d(model, dims.tensor_mode)
+    plans = plan_3d(model) if mode == "3d" else plan_2d(model, mode)
+    return tuple((n, tuple(p.shape), plans[n]) for n, p in model.named_parameters())
+
+
+@functools.lru_cache(maxsize=1024)
+def grid_blocks(size: ViTSize, dims) -> list[tuple[str, tuple[int, ...], object]]:
+    """(name, local shape, BlockPlan) of every parameter in a grid mode (2D, 2.5D, 3D)."""
     sizes = dict(dims.tensor_dims)
-    return [(n, plans[n].local_shape(tuple(p.shape), sizes), plans[n])
-            for n, p in model.named_parameters()]
+    return [(n, plan.local_shape(shape, sizes), plan)
+            for n, shape, plan in _grid_plans(size, dims.tensor_mode)]
 
 
 def parameters_per_rank(size: ViTSize, dims, tensor_rank: int = 0) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import Config, config_from_dict
+from ..config import Config
 from ..errors import ConfigError
 from ..parallel.costs import (StepShape, bubble_fraction, memory_bytes, step_flops, traffic)
 from .hardware import Device
@@ -52,18 +52,17 @@ class Candidate:
         return ", ".join(parts)
 
     def config(self, cfg: Config) -> Config:
-        """`cfg` with this layout."""
-        values = cfg.to_dict()
-        values["parallel"] = {"pipeline": self.pipeline, "tensor": {
-            "mode": self.mode, "size": self.tensor, "depth": self.depth,
-            "sequence_parallel": self.sequence_parallel}, "data": None}
-        values["zero"] = {"stage": self.zero} if self.zero else None
-        values["CHECKPOINT"] = self.checkpointing
-        values["NUM_MICRO_BATCHES"] = self.micro_batches if self.pipeline > 1 else None
-        values["TENSOR_SHAPE"] = None
-        values["TENSOR_PARALLEL_SIZE"] = values["TENSOR_PARALLEL_MODE"] = None
-        values["TESSERACT_DEPTH"] = values["SUMMA_DIM"] = None
-        return config_from_dict(values, source="plan")
+        """`cfg` with this layout (its checks come from make_plan)."""
+        from ..config import ParallelConfig, TensorParallelConfig, ZeroConfig
+        tensor = TensorParallelConfig(mode=self.mode, size=self.tensor, depth=self.depth,
+                                      sequence_parallel=self.sequence_parallel)
+        return dataclasses.replace(
+            cfg, parallel=ParallelConfig(pipeline=self.pipeline, tensor=tensor),
+            zero=ZeroConfig(stage=self.zero) if self.zero else None,
+            CHECKPOINT=self.checkpointing,
+            NUM_MICRO_BATCHES=self.micro_batches if self.pipeline > 1 else None,
+            TENSOR_SHAPE=None, TENSOR_PARALLEL_SIZE=None, TENSOR_PARALLEL_MODE=None,
+            TESSERACT_DEPTH=None, SUMMA_DIM=None)
 
 
 @dataclass
@@ -195,8 +194,9 @@ def plan_layouts(cfg: Config, world: int, device: Device, gpus_per_node: int
         except ConfigError as e:
             skipped.append((candidate, str(e)))
     # Fitting layouts first, then by time; at equal times (within 1%), the one that sends less.
-    ranked.sort(key=lambda e: (not e.fits, round(e.seconds * 100 / ranked[0].seconds) if ranked
-                               else 0, e.comm_intra + e.comm_inter))
+    fastest = min((e.seconds for e in ranked), default=1.0) or 1.0
+    ranked.sort(key=lambda e: (not e.fits, round(e.seconds * 100 / fastest),
+                               e.comm_intra + e.comm_inter))
     return ranked, skipped
 
 
