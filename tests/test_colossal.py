@@ -80,12 +80,12 @@ def test_every_public_config_file_plans_its_own_layout(path):
     ("ColossalAI-Examples/image/vision_transformer/hybrid_parallel/configs/vit_3d_tp8_pp8.py",
      "pipeline 8 x tensor 8 (3d) x data 1", "custom", "imagenet1k", "naive_fp16"),
     ("ColossalAI-Examples/image/vision_transformer/hybrid_parallel/configs/vit_2p5d_tp4_pp16.py",
-     "pipeline 16 x tensor 4 (2.5d) x data 1", "custom", "imagenet1k", "naive_fp16"),
+     "pipeline 16 x tensor 4 (2.5d, depth 1) x data 1", "custom", "imagenet1k", "naive_fp16"),
     # DEPTH = 1 there is the Tesseract depth: the model stays ViT-Lite-7/4 with its 7 blocks.
     ("ColossalAI/benchmark/cifar/configs/vit_2p5d.py",
-     "pipeline 1 x tensor 4 (2.5d) x data 1", "vit_lite_7_4", "cifar10", "fp32"),
+     "pipeline 1 x tensor 4 (2.5d, depth 1) x data 1", "vit_lite_7_4", "cifar10", "fp32"),
     ("ColossalAI/benchmark/imagenet1k/configs/vit_2p5d.py",
-     "pipeline 1 x tensor 4 (2.5d) x data 1", "vit_small_patch16_224", "cifar10", "fp16"),
+     "pipeline 1 x tensor 4 (2.5d, depth 1) x data 1", "vit_small_patch16_224", "cifar10", "fp16"),
     ("ColossalAI-Examples/features/zero/config/config_level_3.py",
      "pipeline 1 x tensor 1 x data 1", "vit_small_patch16_224", "imagenet1k", "fp32"),
     # The earliest format: model = dict(type='VisionTransformerFromConfig', ...), AMP PARALLEL.
