@@ -50,8 +50,13 @@ def run(args) -> int:
                                       for c, why in skipped]}))
         return 0
     _table(ranked[:args.top], own, args, hw)
-    best = ranked[0]
-    print(_why(best, ranked))
+    print(_why(ranked[0], ranked))
+    if ranked[0].runnable and ranked[0].fits:
+        runs = next((e for e in ranked if e.fits and not e.runnable), None)
+        print(f"it needs what this version cannot run yet ({ranked[0].runnable}); "
+              + (f"the best layout it runs: {runs.candidate.describe()} "
+                 f"({runs.seconds / ranked[0].seconds:.2f}x the time)" if runs else
+                 "no layout it runs fits"))
     return 0
 
 

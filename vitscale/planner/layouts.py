@@ -184,8 +184,11 @@ def estimate(cfg: Config, candidate: Candidate, world: int, device: Device,
 def plan_layouts(cfg: Config, world: int, device: Device, gpus_per_node: int
                  ) -> tuple[list[Estimate], list[tuple[Candidate, str]]]:
     """(costed layouts ranked: those that fit first, fastest first; skipped ones and why)."""
-    from ..plan import resolve_model
     from ..data.datasets import dataset_info
+    from ..data.infer import infer_dataset
+    from ..plan import resolve_model
+    if cfg.DATASET is None or (cfg.DATASET == "folder" and cfg.IMG_SIZE is None):
+        cfg = infer_dataset(cfg, scan=False).config   # as make_plan does before the data
     size, _ = resolve_model(cfg, dataset_info(cfg))
     ranked, skipped = [], []
     for candidate in candidates(world, size.depth):
