@@ -161,10 +161,12 @@ def test_collectives_called_as_the_formulas_count(case, results):
 def test_the_planner_sees_what_the_run_measured(case, results):
     """`vitscale plan` costs a layout from the config alone: its parameter bytes and bytes
     sent per rank per step are the measured ones (within 5%), for every layout that runs."""
+    # Memory is planned for the busiest rank: where FSDP2 splits a dimension unevenly
+    # (torch.chunk), the first data rank holds the larger shard.
+    busiest = max(r["accounting"]["parameter_bytes_per_rank"] for r in results[case])
     for rank in results[case]:
         acc = rank["accounting"]
-        assert rank["planned_parameter_bytes"] == pytest.approx(acc["parameter_bytes_per_rank"],
-                                                                rel=0.05)
+        assert rank["planned_parameter_bytes"] == pytest.approx(busiest, rel=0.05)
         measured = {d: sum(v["bytes"] for v in kinds.values())
                     for d, kinds in acc["comm_bytes_per_step"]["by_dim"].items()}
         total = sum(measured.values())
