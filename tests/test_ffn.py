@@ -220,6 +220,25 @@ def test_every_variant_trains_on_real_data_saves_and_reloads(variant, cifar_dir,
         torch.testing.assert_close(a, b, msg=name)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_cost_model_counts_every_variant_and_a_dry_run_plans_it(variant, quick_config):
+    """`--dry-run` and `vitscale plan` cost every layout from parameters_held; FFF trees, which
+    1D has no split for, are whole on every rank (tensor parallelism refuses them anyway)."""
+    from vitscale.distributed.mesh import ParallelDims
+    from vitscale.parallel.costs import parameters_held
+
+    cfg = load_config(quick_config, TINY + VARIANTS[variant])
+    size = make_plan(cfg).model
+    dims = ParallelDims.from_config(cfg, 1, size.heads, size.width, size.depth)
+    assert parameters_held(size, dims) == count_parameters(VisionTransformer(size))
+    if variant == "fff":
+        dry = run_cli("train", str(quick_config), "--dry-run",
+                      *[a for kv in VARIANTS[variant] for a in ("--set", kv)])
+        assert dry.returncode == 0, dry.stderr
+        assert "fff depth 3 x 1 tree" in dry.stdout and "per rank" in dry.stdout
+
+
+@pytest.mark.slow  # two launches of 2 processes each
 @pytest.mark.parametrize("extra", [[], ["zero.stage=3"]], ids=["ddp", "fsdp2-zero3"])
 def test_fff_data_parallel_matches_one_process(extra, cifar_dir, tmp_path):
     """FFF trees (with per-depth LR groups) are ordinary parameters to DDP and FSDP2: two

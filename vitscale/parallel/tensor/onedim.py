@@ -91,10 +91,12 @@ class SequenceParallelNorm(ParallelStyle):
                                  self._shard_input, self._gather_output)
 
 
-def _split_linears(block: nn.Module) -> list[tuple[str, str]]:
+def _split_linears(block: nn.Module, strict: bool = True) -> list[tuple[str, str]]:
     """(child path, 'colwise' | 'rowwise') for every Linear 1D splits in `block`, by module
     type, so that feed-forward variants made of MLPs (pairs, absolute widths) split alike.
-    Raises for a child with parameters that has no 1D rule."""
+    A child with parameters that has no 1D rule (FFF) raises when `strict`, else it is left
+    replicated: the cost model also reads this for layouts without tensor parallelism, and
+    plan.py refuses FFF with tensor size > 1 before anything is costed."""
     out = []
     for name, module in block.named_children():
         if isinstance(module, Attention):
@@ -102,7 +104,8 @@ def _split_linears(block: nn.Module) -> list[tuple[str, str]]:
             out.append((f"{name}.proj", "rowwise"))
         elif isinstance(module, MLP):
             out += [(f"{name}.fc1", "colwise"), (f"{name}.fc2", "rowwise")]
-        elif not isinstance(module, nn.LayerNorm) and any(True for _ in module.parameters()):
+        elif strict and not isinstance(module, nn.LayerNorm) and any(
+                True for _ in module.parameters()):
             raise ConfigError(f"1D tensor parallelism has no plan for {type(module).__name__} "
                               f"(block.{name}): use a plain MLP feed-forward, or tensor size 1")
     return out
@@ -131,7 +134,7 @@ def split_dims(model: nn.Module, class_parallel_head: bool) -> dict[str, int | N
     rules as block_plan and apply_1d, for the cost model (parallel/costs.py)."""
     dims: dict[str, int | None] = {name: None for name, _ in model.named_parameters()}
     for i, block in enumerate(model.blocks):
-        for path, style in _split_linears(block):
+        for path, style in _split_linears(block, strict=False):
             dims[f"blocks.{i}.{path}.weight"] = 0 if style == "colwise" else 1
             if f"blocks.{i}.{path}.bias" in dims and style == "colwise":
                 dims[f"blocks.{i}.{path}.bias"] = 0
