@@ -171,7 +171,11 @@ def test_derived_values_for_the_shipped_configs():
      "world size 6 is not divisible by pipeline x tensor = 1 x 4"),
 
     # A layout that is valid but not run yet is refused before the world size is checked.
-    (6, {"pipeline": 4}, "asks for pipeline parallelism, which this version"),
+    (8, {"pipeline": 2, "tensor": {"mode": "2d", "size": 4}}, "tensor mode '2d': not provided yet"),
+    (4, {"pipeline": 2, "pipeline_schedule": "interleaved_1f1b"}, "set parallel.pipeline_chunks=2"),
+    (4, {"pipeline": 2, "pipeline_chunks": 2}, "runs one stage per rank"),
+    (4, {"pipeline": 4, "pipeline_schedule": "interleaved_1f1b", "pipeline_chunks": 2},
+     "pipeline=4 x pipeline_chunks=2 stages but DEPTH=7 blocks"),
     (4, {"tensor": {"mode": "2d", "size": 4, "sequence_parallel": True}}, "is a 1D option"),
 ])
 def test_impossible_parallel_layouts_are_one_line(world, parallel, message):

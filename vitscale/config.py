@@ -64,6 +64,16 @@ class ParallelConfig:
 
     pipeline: int = 1
     tensor: TensorParallelConfig = field(default_factory=TensorParallelConfig)
+    # Pipeline parallelism (parallel/pipeline.py; docs/parallelism.md "Pipelines"): which
+    # torch.distributed.pipelining schedule runs the NUM_MICRO_BATCHES micro-batches; how the
+    # blocks are split into stages ('uniform' layers, 'balanced' parameters, or a tuple of
+    # blocks per stage in `pipeline_stages`); and how many stages (chunks) each rank holds
+    # (interleaved schedules: 2 or more; zbv_zero_bubble: exactly 2, in a V).
+    pipeline_schedule: Literal["gpipe", "1f1b", "interleaved_1f1b", "interleaved_zero_bubble",
+                               "zbv_zero_bubble"] = "1f1b"
+    pipeline_partition: Literal["uniform", "balanced"] = "uniform"
+    pipeline_stages: Optional[tuple] = None
+    pipeline_chunks: int = 1
     # The data-parallel size the file expects (Colossal-AI's `parallel = dict(data=4, ...)`);
     # None: world / (pipeline x tensor). Set, a launched world must give exactly this.
     data: Optional[int] = None

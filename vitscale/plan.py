@@ -152,6 +152,11 @@ def _check_dropout_layout(cfg: Config, dims: ParallelDims, size: ViTSize) -> Non
 
 def _check_precision_layout(precision: str, dims: ParallelDims) -> None:
     """Precision modes that cannot hold DTensor parameters, refused with the reason."""
+    if dims.pipeline > 1 and precision in ("fp16", "naive_fp16", "apex"):
+        raise ConfigError(f"precision {precision!r} under pipeline parallelism (parallel."
+                          f"pipeline={dims.pipeline}): not provided yet (the pipeline schedule runs each micro-batch's backward "
+                          "itself, outside the loss scaler, and fp16 needs every stage to agree "
+                          "on skipped steps): use precision='bf16' or 'fp32'")
     if precision == "apex" and (dims.tensor > 1 or dims.uses_fsdp):
         raise ConfigError("fp16 mode AMP_TYPE.APEX (apex O1) patches torch functions for plain "
                           "tensors, but tensor parallelism and FSDP2 hold DTensor parameters: "
@@ -283,6 +288,15 @@ def _check_ffn_layout(cfg: Config, size: ViTSize) -> None:
                           "parallelism / ZeRO for FFF")
 
 
+def pipeline_micro_batches(cfg: Config, dims: ParallelDims) -> int:
+    """M: into how many micro-batches the pipeline splits each data-parallel rank's batch
+    (per accumulation step): NUM_MICRO_BATCHES, by default the pipeline size (as seed 003's
+    configs set it); 1 without a pipeline."""
+    if dims.pipeline == 1:
+        return 1
+    return cfg.NUM_MICRO_BATCHES or dims.pipeline
+
+
 def _check_pipeline_keys(cfg: Config, dims: ParallelDims, size: ViTSize, per_device: int) -> None:
     """NUM_MICRO_BATCHES and TENSOR_SHAPE (seed 003's pipeline keys) against the layout: the
     per-device batch splits into NUM_MICRO_BATCHES micro-batches, and each stage sends
@@ -291,17 +305,18 @@ def _check_pipeline_keys(cfg: Config, dims: ParallelDims, size: ViTSize, per_dev
     q each; 3D: batch q^2, width q)."""
     if dims.pipeline == 1:
         return  # listed as ignored when the config is read (colossal.py)
-    micro = cfg.NUM_MICRO_BATCHES
-    if micro is not None and (micro < 1 or per_device % micro):
-        raise ConfigError(f"NUM_MICRO_BATCHES={micro} does not divide the per-device batch "
-                          f"{per_device}: choose a divisor of {per_device}")
+    micro = pipeline_micro_batches(cfg, dims)
+    if micro < 1 or per_device % micro:
+        default = "" if cfg.NUM_MICRO_BATCHES else f" (the default: the pipeline size)"
+        raise ConfigError(f"NUM_MICRO_BATCHES={micro}{default} does not divide the per-device "
+                          f"batch {per_device}: choose a divisor of {per_device}")
     if cfg.TENSOR_SHAPE is None:
         return
     q = {"2d": lambda t: round(t ** 0.5), "2.5d": lambda t: round((t // dims.tensor_depth) ** 0.5),
          "3d": lambda t: round(t ** (1 / 3))}.get(dims.tensor_mode, lambda t: 1)(dims.tensor)
     batch_split, width_split = {"2d": (q, q), "2.5d": (q, q), "3d": (q * q, q)}.get(
         dims.tensor_mode, (1, 1))
-    expected = (per_device // (micro or 1) // batch_split, size.seq_length,
+    expected = (per_device // micro // batch_split, size.seq_length,
                 size.width // width_split)
     if tuple(cfg.TENSOR_SHAPE) != expected:
         raise ConfigError(f"TENSOR_SHAPE={tuple(cfg.TENSOR_SHAPE)} differs from the activations "

@@ -126,11 +126,12 @@ def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
-def _clip(optimizer: torch.optim.Optimizer, clip: float | None) -> torch.Tensor | None:
+def _clip(optimizer: torch.optim.Optimizer, clip: float | None, groups: tuple = ()
+          ) -> torch.Tensor | None:
     if not clip:
         return None
     from .optim.norms import clip_grad_norm_
-    return clip_grad_norm_(_optimizer_params(optimizer), clip)
+    return clip_grad_norm_(_optimizer_params(optimizer), clip, groups)
 
 
 class Precision:
@@ -143,6 +144,9 @@ class Precision:
 
     name = "fp32"
     loss_scale: float | None = None
+    # Process groups over which the gradient norm for clipping also adds up: the pipeline
+    # group, whose other ranks hold the other stages' parameters (set by the engine).
+    norm_groups: tuple = ()
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -179,7 +183,7 @@ class Precision:
         loss.backward()
 
     def step(self, optimizer: torch.optim.Optimizer, clip: float | None) -> bool:
-        self.last_grad_norm = _clip(optimizer, clip)
+        self.last_grad_norm = _clip(optimizer, clip, self.norm_groups)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return True
@@ -248,7 +252,7 @@ class AutocastPrecision(Precision):
         if self.scaler is None:
             return super().step(optimizer, clip)
         self.scaler.unscale_(optimizer)
-        self.last_grad_norm = _clip(optimizer, clip)
+        self.last_grad_norm = _clip(optimizer, clip, self.norm_groups)
         self.scaler.step(optimizer)
         self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -344,7 +348,7 @@ class MasterWeightPrecision(Precision):
                 optimizer.zero_grad(set_to_none=True)
                 self.last_grad_norm = None
                 return False
-        self.last_grad_norm = _clip(optimizer, clip)
+        self.last_grad_norm = _clip(optimizer, clip, self.norm_groups)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         for p, master in self.pairs:

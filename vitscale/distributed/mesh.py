@@ -56,6 +56,8 @@ class ParallelDims:
     sequence_parallel: bool = False     # 1D: norms and residuals hold 1/T of the tokens
     class_parallel_head: bool = False   # 1D: classifier split over classes, loss_parallel
     zero_stage: int | None = None       # as configured (`zero = dict(stage=...)`)
+    pipeline_schedule: str = "1f1b"     # parallel.pipeline_schedule (parallel/pipeline.py)
+    pipeline_chunks: int = 1            # stages per pipeline rank (interleaved: v >= 2)
 
     @classmethod
     def from_config(cls, cfg, world: int, heads: int, width: int, depth: int,
@@ -84,14 +86,21 @@ class ParallelDims:
                 raise ConfigError(f"tensor mode {t.mode!r} of size {t.size} splits heads and width "
                                   f"{split} ways, but NUM_HEADS={heads}, HIDDEN_SIZE={width}: "
                                   f"choose sizes divisible by {split}")
-        if pp > depth:
-            raise ConfigError(f"parallel.pipeline={pp} stages but DEPTH={depth} blocks: each stage "
-                              "needs at least one block; lower the pipeline size")
+        chunks, schedule = cfg.parallel.pipeline_chunks, cfg.parallel.pipeline_schedule
+        if pp > 1:
+            _check_schedule(schedule, chunks)
+        else:
+            chunks = 1
+        if pp * chunks > depth:
+            raise ConfigError(f"parallel.pipeline={pp} x pipeline_chunks={chunks} stages but "
+                              f"DEPTH={depth} blocks: each stage needs at least one block; lower "
+                              "the pipeline size or the chunks")
         dims = cls(world=world, pipeline=pp, tensor=t.size, data=max(world // (pp * t.size), 1),
                    tensor_mode=t.mode if t.size > 1 else None, tensor_depth=t.depth,
                    sequence_parallel=t.sequence_parallel and t.size > 1,
                    class_parallel_head=t.head == "class_parallel" and t.size > 1,
-                   zero_stage=cfg.zero.stage if cfg.zero is not None else None)
+                   zero_stage=cfg.zero.stage if cfg.zero is not None else None,
+                   pipeline_schedule=schedule, pipeline_chunks=chunks)
         if runnable:
             dims.check_runnable()
         if world % (pp * t.size):
@@ -102,17 +111,36 @@ class ParallelDims:
     def check_runnable(self) -> None:
         """Refuse, with one line, a valid layout that this version cannot run yet."""
         if self.pipeline > 1:
-            raise ConfigError(
-                f"parallel = dict(pipeline={self.pipeline}, tensor=dict(mode="
-                f"{self.tensor_mode!r}, size={self.tensor})) asks for pipeline parallelism, "
-                "which this version of vitscale does not run yet: use pipeline=1 "
-                "(`vitscale train FILE --dry-run` still plans it)")
+            self._check_pipeline_runnable()
         if self.grid_mode and self.zero_stage is not None and self.data > 1:
             raise ConfigError(
                 f"zero stage {self.zero_stage} with tensor mode {self.tensor_mode!r} is not run "
                 f"yet: {self.tensor_mode} keeps its parameters as plain local blocks, which DDP "
                 "averages over the data-parallel ranks but ZeRO's sharders do not know how to "
                 "save: remove `zero` (data parallelism is then DDP)")
+
+    def _check_pipeline_runnable(self) -> None:
+        """Pipeline parallelism runs with 1D tensor parallelism (replicated head, no sequence
+        parallelism) and with DDP or FSDP2; the rest is refused with one line."""
+        layout = f"parallel.pipeline={self.pipeline} with "
+        if self.grid_mode:
+            raise ConfigError(f"{layout}tensor mode {self.tensor_mode!r}: not provided yet (the "
+                              "grid modes' stages would send their batch and width blocks): use "
+                              "tensor mode '1d' or pipeline=1")
+        if self.sequence_parallel or self.class_parallel_head:
+            what = "sequence_parallel" if self.sequence_parallel else "head='class_parallel'"
+            raise ConfigError(f"{layout}parallel.tensor.{what}: not provided yet (stages would "
+                              "send token shards / take the loss on class shards): remove it")
+        if self.data_parallel == "ddp_zero1":
+            raise ConfigError(f"{layout}zero stage 1 (DDP + ZeroRedundancyOptimizer): not provided "
+                              "yet: use zero stage 2 (FSDP2, the same bytes) or no zero")
+        if self.pipeline_schedule.endswith("zero_bubble") and self.data > 1:
+            raise ConfigError(f"{layout}pipeline_schedule={self.pipeline_schedule!r} and "
+                              f"{self.data} data-parallel ranks: not provided yet (its split "
+                              "weight-gradient pass is not checked with DDP/FSDP2): use "
+                              "'interleaved_1f1b' or '1f1b'")
+        from ..parallel.pipeline import schedule_class
+        schedule_class(self.pipeline_schedule)   # refuses one this torch does not have
 
     # ---- tensor-parallel grids (2D, 2.5D, 3D) -----------------------------------------------
 
@@ -300,6 +328,13 @@ class ParallelDims:
             parts.append(f"tensor parallel (1D, Megatron) over {self.tensor} ranks: q, k, v and "
                          f"fc1 split by output columns, proj and fc2 by input rows, 2 all-reduces "
                          f"per block forward and 2 backward{sp}{head}")
+        if self.pipeline > 1:
+            parts.append(f"pipeline parallel over {self.pipeline} ranks: "
+                         f"{self.pipeline * self.pipeline_chunks} stages of blocks"
+                         + (f" ({self.pipeline_chunks} per rank)" if self.pipeline_chunks > 1
+                            else "") +
+                         f", {self.pipeline_schedule} schedule (torch.distributed.pipelining), "
+                         "activations sent point to point between neighbouring stages")
         styles = {"ddp": "DDP (all-reduce of gradients)",
                   "ddp_zero1": "DDP + ZeroRedundancyOptimizer (ZeRO-1: optimizer state sharded)",
                   "fsdp_replicate": "FSDP2 replicating (all-reduce of gradients)",
@@ -308,6 +343,23 @@ class ParallelDims:
         if self.data > 1:
             parts.append(f"data parallel over {self.data} ranks: {styles[self.data_parallel]}")
         return "; ".join(parts) or "one process: no parallelism"
+
+
+def _check_schedule(schedule: str, chunks: int) -> None:
+    """Stages per rank that each schedule takes (Narayanan et al. 2021 interleave v >= 2
+    stages per rank; the ZBV schedule of Qi et al. 2024 places exactly 2 in a V)."""
+    if chunks < 1:
+        raise ConfigError(f"parallel.pipeline_chunks={chunks} must be at least 1")
+    if schedule in ("gpipe", "1f1b") and chunks != 1:
+        raise ConfigError(f"pipeline_schedule={schedule!r} runs one stage per rank, but "
+                          f"pipeline_chunks={chunks}: use pipeline_chunks=1 or "
+                          "pipeline_schedule='interleaved_1f1b'")
+    if schedule.startswith("interleaved") and chunks < 2:
+        raise ConfigError(f"pipeline_schedule={schedule!r} interleaves several stages per rank: "
+                          "set parallel.pipeline_chunks=2 (or more)")
+    if schedule == "zbv_zero_bubble" and chunks != 2:
+        raise ConfigError("pipeline_schedule='zbv_zero_bubble' places 2 stages per rank in a V: "
+                          f"set parallel.pipeline_chunks=2 (got {chunks})")
 
 
 MESH_DIMS = ("dp_replicate", "dp_shard", "pp", "tp")   # "tp" factorised by grid modes

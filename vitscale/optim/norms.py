@@ -75,16 +75,23 @@ def global_squared_norms(values: list[torch.Tensor],
     return sums
 
 
-def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float, groups: tuple = ()
+                    ) -> torch.Tensor:
     """Scale gradients so that their global L2 norm is at most `max_norm`; return the norm.
 
     The same rule as torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6),
     capped at 1), with the norm summed correctly over shards and over mixed meshes.
+    `groups`: process groups whose ranks hold other parameters of the model (pipeline
+    stages): the squared total is all-reduced over them (one value each).
     """
     params = [p for p in params if p.grad is not None]
-    if not params:
+    if not params and not groups:
         return torch.zeros(())
-    total = global_squared_norms([p.grad for p in params], params).sum().sqrt()
+    squares = global_squared_norms([p.grad for p in params], params).sum() if params else \
+        torch.zeros(())
+    for group in groups:
+        dist.all_reduce(squares, op=dist.ReduceOp.SUM, group=group)
+    total = squares.sqrt()
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for p in params:
         g = local(p.grad)

@@ -1,5 +1,8 @@
 """Turn a pure model into the trained one, in one fixed order (torchtitan's, see DESIGN.md):
 
+    0. pipeline split           with pipeline > 1: this rank's stages, cut from the meta model
+                                with names unchanged (pipeline.py); steps 1-7 then run on
+                                each stage as they run on the whole model otherwise
     1. tensor parallelism       shards q/k/v/fc1 column-wise, proj/fc2 row-wise (tensor/)
     2. activation checkpointing per block; must wrap the sharded block (checkpointing.py)
     3. torch.compile            per block; compiles what will actually run
@@ -10,9 +13,12 @@
     7. data parallelism         DDP, which needs real weights (it broadcasts rank 0's)
 
 The model arrives on the meta device: nothing is allocated until step 5, so no rank ever
-holds the whole model. Pipeline parallelism, when it lands, splits the model into stages
-before step 1. Each step logs what it did; the result carries the OutputLayout (layout.py)
-by which the engine reduces loss and metrics.
+holds the whole model. Pipeline parallelism splits the model into stages before step 1, so
+that tensor parallelism, checkpointing, compilation and data parallelism apply to each stage
+(FSDP2 and DDP per stage, as torchtitan does; pipelining drives their gradient syncs), and
+step 5 draws the one-process initial weights over the whole model, each stage keeping its
+own. Each step logs what it did; the result carries the OutputLayout (layout.py) by which the
+engine reduces loss and metrics, and with a pipeline the Pipeline (its stages and schedule).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Parallelized:
     model: nn.Module          # what the engine calls (maybe DDP-wrapped)
     layout: OutputLayout
     grid_layouts: dict = field(default_factory=dict)  # parameter name -> GridLayout (2D/3D)
+    pipeline: object = None   # parallel.pipeline.Pipeline with pipeline > 1 (model: PipelinedModel)
 
     def finish_gradients(self) -> None:
         """After the last backward of a step: add up gradients left as partial sums.
@@ -67,6 +74,42 @@ class Parallelized:
 def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precision
                 ) -> Parallelized:
     """Apply the steps above to `model` (built on the meta device) for layout `dims`."""
+    if dims.pipeline > 1:
+        return _parallelize_pipeline(model, cfg, dims, mesh, device, precision)
+    model = _apply_steps(model, cfg, dims, mesh, device, precision)
+    return Parallelized(model, output_layout(dims, mesh), layouts(model_of(model)))
+
+
+def _parallelize_pipeline(model, cfg, dims, mesh, device, precision) -> Parallelized:
+    """Step 0, then steps 1-7 on each of this rank's stages."""
+    from .pipeline import Pipeline, PipelinedModel, describe_partition, split_model
+    stages, ids, parts = split_model(model, cfg, dims, mesh)
+    log.info("0/7 pipeline: %d stages over %d ranks (%s partition; %s); this rank holds "
+             "stage%s %s", len(parts), dims.pipeline, cfg.parallel.pipeline_stages or
+             cfg.parallel.pipeline_partition, describe_partition(parts, dims),
+             "s" if len(ids) > 1 else "", ", ".join(map(str, ids)))
+    stages = [_apply_steps(stage, cfg, dims, mesh, device, precision, whole=model,
+                           verbose=i == 0) for i, stage in enumerate(stages)]
+    low = torch.bfloat16
+    residual = low if precision.name == "pure_bf16" or (
+        precision.name == "bf16" and dims.uses_fsdp) else torch.float32
+    pipeline = Pipeline(stages, ids, dims, mesh, device, model.size, residual_dtype=residual,
+                        input_dtype=low if precision.name == "pure_bf16" else torch.float32,
+                        logits_dtype=torch.float32 if precision.name == "fp32" else low)
+    return Parallelized(PipelinedModel(stages, pipeline), output_layout(dims, mesh),
+                        pipeline=pipeline)
+
+
+def _apply_steps(model: nn.Module, cfg, dims, mesh, device: torch.device, precision,
+                 whole: nn.Module | None = None, verbose: bool = True) -> nn.Module:
+    """Steps 1-7 on `model` (the whole model, or one pipeline stage of `whole`)."""
+    if not verbose:
+        previous = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            return _apply_steps(model, cfg, dims, mesh, device, precision, whole)
+        finally:
+            log.setLevel(previous)
     if dims.tensor_mode == "1d":
         from .tensor import apply_1d
         apply_1d(model, mesh["tp"], dims.sequence_parallel, dims.class_parallel_head)
@@ -97,7 +140,7 @@ def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precisi
             log.info("zero stage 1 under tensor parallelism runs as FSDP2 stage 2: "
                      "ZeroRedundancyOptimizer cannot step DTensor parameters, and stage 2 "
                      "holds less for the same communication")
-    materialize(model, device, cfg.SEED, cfg.INIT_FROM)
+    materialize(model, device, cfg.SEED, cfg.INIT_FROM, whole=whole)
     log.info("5/7 weights: %s on %s", f"from {cfg.INIT_FROM}" if cfg.INIT_FROM else
              f"initialised from SEED={cfg.SEED}", device)
     model = precision.prepare_model(model)
@@ -108,7 +151,7 @@ def parallelize(model: nn.Module, cfg, dims, mesh, device: torch.device, precisi
     elif dims.data == 1 and dims.zero_stage is not None:
         log.warning("zero stage %d has nothing to shard with one data-parallel rank: ignored",
                     dims.zero_stage)
-    return Parallelized(model, output_layout(dims, mesh), layouts(model_of(model)))
+    return model
 
 
 def model_of(model: nn.Module) -> nn.Module:

@@ -73,8 +73,11 @@ class StepShape:
     clip: bool = False
     soft_targets: bool = False  # Mixup/CutMix or label smoothing: the soft loss path
     checkpointing: bool = False  # activation checkpointing: each block's forward runs twice
-    schedule: str = "1f1b"       # pipeline schedule (with dims.pipeline > 1): gpipe, 1f1b,
-                                 # interleaved (2 chunks per rank), zero_bubble
+    # Pipeline (dims.pipeline > 1): `accumulation` counts every micro-batch of the step (A x M),
+    # the schedule is dims.pipeline_schedule unless given here, and `pipeline_rank` asks for
+    # one rank's point-to-point bytes (None: the average over the pipeline ranks).
+    schedule: str | None = None
+    pipeline_rank: int | None = None
 
     @property
     def low_precision_model(self) -> bool:
@@ -103,9 +106,12 @@ class StepShape:
 
 
 def bus_bytes(kind: str, message: float, n: int) -> float:
-    """Bytes one rank sends for a collective of `message` bytes on `n` ranks."""
+    """Bytes one rank sends for a collective of `message` bytes on `n` ranks (a point-to-point
+    send: the message)."""
     if n <= 1:
         return 0.0
+    if kind == "send":
+        return float(message)
     return (2 if kind == "all_reduce" else 1) * (n - 1) / n * message
 
 
@@ -351,25 +357,56 @@ def stage_shape(shape: StepShape) -> StepShape:
     return dataclasses.replace(shape, size=dataclasses.replace(shape.size, depth=blocks))
 
 
+def _schedule(shape: StepShape) -> tuple[str, int]:
+    """(schedule, stages per rank v) of a pipelined step: the layout's own, or the one the
+    StepShape names (the planner's short names included) with v = 2 where it interleaves."""
+    if shape.schedule is None:
+        return shape.dims.pipeline_schedule, shape.dims.pipeline_chunks
+    name = {"interleaved": "interleaved_1f1b", "zero_bubble": "zbv_zero_bubble"}.get(
+        shape.schedule, shape.schedule)
+    return name, 1 if name in ("gpipe", "1f1b") else 2
+
+
 def bubble_fraction(shape: StepShape) -> float:
     """The share of a pipeline step a stage waits (Huang et al. 2019, GPipe; Narayanan et al.
     2021 for 1F1B and the interleaved schedule; Qi et al. 2024 for zero bubble):
-    (P-1)/(M+P-1) for GPipe and 1F1B, (P-1)/(v M + P-1) interleaved with v = 2 chunks per
-    rank, ~0 for zero bubble; M = micro-batches per step."""
+    (P-1)/(M+P-1) for GPipe and 1F1B, (P-1)/(v M + P-1) interleaved with v stages per rank,
+    ~0 for the zero-bubble schedules (their weight-gradient passes fill the bubble when the
+    forward, input-gradient and weight-gradient passes cost alike); M = micro-batches per
+    step (`accumulation`: gradient accumulation runs as more micro-batches of one schedule)."""
     p, m = shape.dims.pipeline, shape.accumulation
     if p == 1:
         return 0.0
-    if shape.schedule == "zero_bubble":
+    name, v = _schedule(shape)
+    if name.endswith("zero_bubble"):
         return 0.0
-    v = 2 if shape.schedule == "interleaved" else 1
     return (p - 1) / (v * m + p - 1)
+
+
+def pipeline_sends(dims, schedule: str, chunks: int, rank: int | None = None) -> float:
+    """Point-to-point sends per micro-batch of pipeline rank `rank` (None: the average over
+    the P ranks): each of the rank's stages sends its output forward (but the last) and its
+    input gradient backward (but the first), except to a stage on the same rank (the V of
+    ZBV turns on rank P-1)."""
+    from .pipeline import stage_ids, stage_rank
+    p = dims.pipeline
+    stages = p * chunks
+    ranks = range(p) if rank is None else [rank]
+    sends = 0
+    for r in ranks:
+        for s in stage_ids(r, p, chunks, schedule):
+            sends += s + 1 < stages and stage_rank(s + 1, p, schedule) != r
+            sends += s > 0 and stage_rank(s - 1, p, schedule) != r
+    return sends / len(ranks)
 
 
 def _pipeline(shape: StepShape, out: Traffic) -> None:
     """Point-to-point activations between stages: each micro-batch's boundary activation
-    forward and its gradient backward, b N D e_r per rank (1/T of the tokens with sequence
-    parallelism, the rank's block in a grid mode); a stage sends to its two neighbours, the
-    first and last to one: 2 (P-1)/P sends per micro-batch on average."""
+    forward and its gradient backward, b N D e_r bytes (1/T of the tokens with sequence
+    parallelism, the rank's block in a grid mode), sent by `pipeline_sends` per micro-batch
+    (2 (vP-1)/P on average, the first and last rank half of the others); then, once per step,
+    the last stage broadcasts the step's loss and hits (2 fp32 values) over the pipeline, and
+    gradient clipping all-reduces the squared norm (1 value) over it."""
     dims, size = shape.dims, shape.size
     message = shape.micro_batch * size.seq_length * size.width * shape.residual_bytes
     if dims.grid_mode:
@@ -377,7 +414,12 @@ def _pipeline(shape: StepShape, out: Traffic) -> None:
     elif dims.sequence_parallel:
         message /= dims.tensor
     p = dims.pipeline
-    out.add("pp", "send", message, p, shape.accumulation * 2 * (p - 1) / p)
+    name, chunks = _schedule(shape)
+    out.add("pp", "send", message, p,
+            shape.accumulation * pipeline_sends(dims, name, chunks, shape.pipeline_rank))
+    out.add("pp", "broadcast", 8, p)
+    if shape.clip:
+        out.add("pp", "all_reduce", 4, p)
 
 
 def traffic(shape: StepShape) -> Traffic:
@@ -471,7 +513,9 @@ def activation_bytes(shape: StepShape) -> float:
 
 def memory_bytes(shape: StepShape) -> dict[str, float]:
     """Bytes one rank holds: parameters, gradients, optimizer state, activations (one
-    micro-batch), and their sum as the peak."""
+    micro-batch, plus the whole parameters FSDP2 gathers for compute: one block at a time
+    under ZeRO-3, all of them from forward to backward under ZeRO-2), and their sum as the
+    peak."""
     dims, size = shape.dims, shape.size
     held = parameters_held(size, dims) / dims.pipeline
     per_rank = parameters_per_rank(size, dims) / dims.pipeline
@@ -490,6 +534,8 @@ def memory_bytes(shape: StepShape) -> dict[str, float]:
         activations *= in_flight
     if dims.data_parallel == "fsdp_stage3":   # one block's parameters gathered at a time
         activations += parameters_per_rank(size, dims) / max(size.depth, 1) * 4
+    elif dims.data_parallel == "fsdp_stage2":  # gathered in forward, kept until backward ends
+        activations += parameters_per_rank(size, dims) / dims.pipeline * 4
     return {"parameters": params, "gradients": grads, "optimizer": optimizer,
             "activations": activations,
             "peak": params + grads + optimizer + activations}

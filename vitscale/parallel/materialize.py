@@ -41,9 +41,13 @@ def assign_full(param: torch.Tensor, full: torch.Tensor) -> None:
 
 @torch.no_grad()
 def materialize(model: nn.Module, device: torch.device, seed: int,
-                init_from: str | None = None) -> None:
+                init_from: str | None = None, whole: nn.Module | None = None) -> None:
     """Give `model` (on meta, possibly sharded) storage on `device` and its initial weights:
-    the seeded stream of models/init.py, or the file `init_from` where it has a tensor."""
+    the seeded stream of models/init.py, or the file `init_from` where it has a tensor.
+
+    `whole`: the unsplit model on the meta device, when `model` is one pipeline stage of it
+    (parallel/pipeline.py): the stream is drawn over the whole model, so that a stage's
+    parameters get the values one process gives them, and the stage keeps its own."""
     if any(True for _ in model.buffers()):
         raise TypeError("materialize() knows parameters only; this model has buffers")
     # to_empty makes new Parameter objects: carry the grid modes' layout attributes over.
@@ -54,14 +58,17 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
         for attribute, value in kept[name].items():
             setattr(p, attribute, value)
     source: dict[str, torch.Tensor] = {}
+    stream = whole if whole is not None else model
     if init_from:
         from ..io.init import initial_state
-        shapes = {name: full_shape(p) for name, p in model.named_parameters()}
+        shapes = {name: full_shape(p) for name, p in stream.named_parameters()}
         source, notes = initial_state(init_from, shapes)
         for note in notes:
             log.info("INIT_FROM %s: %s", init_from, note)
     generator = torch.Generator().manual_seed(seed)
-    for name, param, full in initial_parameters(model, generator, shape_of=full_shape):
+    own = dict(model.named_parameters())
+    for name, _, full in initial_parameters(stream, generator, shape_of=full_shape):
         # The stream is drawn in full also where the file has a value, so that parameters the
         # file lacks get the values they would get without INIT_FROM.
-        assign_full(param, source.get(name, full))
+        if name in own:
+            assign_full(own[name], source.get(name, full))

@@ -85,6 +85,56 @@ class Engine:
         self.footprint = parameter_footprint(precision.state_module(self.model))
         self.num_parameters = self.footprint["parameters_total"]
         self.accounting: dict | None = None   # measured on the first optimizer step
+        self.pipeline = parallel.pipeline
+        if self.pipeline is not None:
+            self._setup_pipeline()
+
+    # ---- pipeline parallelism (parallel/pipeline.py) -------------------------------------------
+
+    def _setup_pipeline(self) -> None:
+        """The schedule of A x M micro-batches per optimizer step; clipping's norm adds up over
+        the pipeline group too (its other ranks hold the other stages)."""
+        from ..plan import pipeline_micro_batches
+        micro = pipeline_micro_batches(self.cfg, self.plan.dims) * self.plan.accumulation
+        per_rank = self.plan.per_device_batch * self.plan.accumulation
+        self.precision.norm_groups = (self.pipeline.group,)
+        self._pipe_totals = torch.zeros(2, device=self.device)   # loss x images, hits
+        self.pipeline.build_schedule(self._pipeline_loss, micro, per_rank // micro)
+
+    def _pipeline_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The schedule's loss_fn, on the last stage for each micro-batch: the mean loss,
+        weighted by 1/(A M) before its backward (the schedule does not scale gradients), so
+        that the gradients add up to those of the whole batch's mean; loss and hits summed."""
+        loss = self.layout.loss(logits, y, self.cfg.LABEL_SMOOTHING)
+        hard = y.argmax(-1) if y.ndim == 2 else y
+        self._pipe_totals += torch.stack([loss.detach().float() * len(y),
+                                          (logits.detach().argmax(-1) == hard).sum().float()])
+        return loss * (self.layout.grad_scale / self.pipeline.micro_batches)
+
+    def _pipeline_step(self, images, labels, meter=None) -> StepOutput:
+        """One optimizer step as one pipeline schedule: images enter the first stage, labels
+        the last; loss and hits of the whole batch are broadcast from the last stage."""
+        self.model.train()
+        pipe = self.pipeline
+        self._pipe_totals.zero_()
+        x = self.precision.cast_input(images) if pipe.has_first else None
+        with self.precision.autocast(), meter.measure() if meter else nullcontext():
+            pipe.step(x, labels if pipe.has_last else None)
+        totals = pipe.broadcast_from_last(self._pipe_totals)
+        self.parallel.finish_gradients()
+        self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+        n = self.plan.per_device_batch * self.plan.accumulation
+        return StepOutput(loss=totals[0] / n, correct=totals[1].round().long(), images=n)
+
+    @property
+    def bubble(self) -> dict:
+        """This rank's busy and idle seconds in the last pipeline step, and the idle share."""
+        pipe = self.pipeline
+        return {"busy_s": pipe.busy, "idle_s": max(pipe.step_seconds - pipe.busy, 0.0),
+                "bubble": pipe.measured_bubble}
 
     @property
     def lr(self) -> float:
@@ -98,6 +148,8 @@ class Engine:
         return self._step(images, labels)
 
     def _step(self, images, labels, meter=None) -> StepOutput:
+        if self.pipeline is not None:
+            return self._pipeline_step(images, labels, meter)
         self.model.train()
         accum = self.plan.accumulation
         loss_sum = torch.zeros((), device=self.device)
@@ -135,9 +187,12 @@ class Engine:
         with CommLedger(mesh_group_names(self.mesh)) as ledger:
             out = self._step(images, labels, meter)
         self.ledger = ledger  # its ordered events help to read a layout's traffic
+        micro = self.pipeline.micro_batches if self.pipeline is not None else \
+            self.plan.accumulation
         self.accounting = {
-            **self.footprint, "activation_bytes_per_micro_batch": meter.bytes,
-            "micro_batch": len(images) // self.plan.accumulation,
+            **self.footprint, "activation_bytes_per_micro_batch": meter.bytes // (
+                micro if self.pipeline is not None else 1),
+            "micro_batch": out.images // micro,
             "comm_bytes_per_step": ledger.summary(),
             **({"cuda_max_memory_allocated": torch.cuda.max_memory_allocated(self.device)}
                if self.device.type == "cuda" else {})}
@@ -145,7 +200,8 @@ class Engine:
                  "per micro-batch, %.3f MB communicated (%s)",
                  f"{self.footprint['parameters_per_rank']:,}",
                  f"{self.footprint['parameters_total']:,}",
-                 self.footprint["parameter_bytes_per_rank"] / 1e6, meter.bytes / 1e6,
+                 self.footprint["parameter_bytes_per_rank"] / 1e6,
+                 self.accounting["activation_bytes_per_micro_batch"] / 1e6,
                  ledger.summary()["total_bytes"] / 1e6, describe_comm(ledger.summary()))
         return out
 
@@ -191,7 +247,38 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
                                 eval_batch=plan.eval_batch, device=device, rank=train_rank,
                                 world_size=train_world, num_classes=plan.model.num_classes,
                                 eval_rank=data_rank, eval_world_size=plan.dims.data)
+        if plan.dims.pipeline > 1 and loaders.train is not None:
+            loaders = _stage_loaders(loaders, plan, mesh)
     return engine_from_plan(cfg, plan, device, mesh, loaders)
+
+
+def _stage_loaders(loaders, plan: Plan, mesh):
+    """Under pipeline parallelism only the first stage needs images and the last labels: a
+    rank that holds neither reads no training data (its loader yields (None, None))."""
+    from ..parallel.pipeline import stage_ids
+    dims = plan.dims
+    ids = stage_ids(mesh["pp"].get_local_rank(), dims.pipeline, dims.pipeline_chunks,
+                    dims.pipeline_schedule)
+    if 0 in ids or dims.pipeline * dims.pipeline_chunks - 1 in ids:
+        return loaders
+    import dataclasses
+    return dataclasses.replace(loaders, train=NoData(len(loaders.train)))
+
+
+class NoData:
+    """The training loader of a middle pipeline stage: as many batches, none of them read."""
+
+    def __init__(self, batches: int):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __iter__(self):
+        return iter([(None, None)] * self.batches)
 
 
 def engine_from_plan(cfg: Config, plan: Plan, device: torch.device, mesh=None, loaders=None
