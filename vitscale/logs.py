@@ -28,8 +28,19 @@ def current_rank() -> int:
     return 0
 
 
+def is_rank0() -> bool:
+    """The one rank-0 check: rank 0 writes the run's files and the console lines."""
+    return current_rank() == 0
+
+
+# A record only its own rank can report (a watchdog failure seen by rank 3) passes the filter on
+# every rank: logger.error(message, extra=EVERY_RANK).
+EVERY_RANK = {"every_rank": True}
+
+
 class RankFilter(logging.Filter):
-    """Adds `rank` to every record; drops records of ranks other than 0 unless `all_ranks`."""
+    """Adds `rank` to every record; drops records of ranks other than 0 unless `all_ranks` or
+    the record carries EVERY_RANK."""
 
     def __init__(self, all_ranks: bool = False):
         super().__init__()
@@ -37,7 +48,7 @@ class RankFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.rank = current_rank()
-        return self.all_ranks or record.rank == 0
+        return self.all_ranks or record.rank == 0 or getattr(record, "every_rank", False)
 
 
 def setup_logging(all_ranks: bool = False, level: int | str = logging.INFO) -> None:

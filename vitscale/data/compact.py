@@ -14,6 +14,7 @@ atomically (cache.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -23,6 +24,8 @@ from . import cache
 from .base import ImageSplit
 from .decode import BadImage, BadImageLog, decode_rgb, decoder_name, resize_center_crop
 from .sources import EncodedSource
+
+log = logging.getLogger(__name__)
 
 
 class _Decoded(Dataset):
@@ -55,19 +58,19 @@ def decode_split(source: EncodedSource, resize: int, crop: int, *, on_bad_image:
                         collate_fn=lambda items: items)
     images = torch.empty((len(source), crop, crop, 3), dtype=torch.uint8)   # channels last
     keep = torch.ones(len(source), dtype=torch.bool)
-    log = BadImageLog(on_bad_image)
+    bad = BadImageLog(on_bad_image)
     with tqdm(total=len(source), desc=f"decoding {what} (first run; cached afterwards)",
               unit="img", leave=False, disable=None, mininterval=1.0) as bar:
         for batch in loader:
             for i, array, reason in batch:
                 if array is None:
-                    log.handle(BadImage(source.names[i], reason))
+                    bad.handle(BadImage(source.names[i], reason))
                     keep[i] = False
                 else:
                     images[i] = array
             bar.update(len(batch))
-    if (message := log.report(what)) is not None:
-        print(message)
+    if (message := bad.report(what)) is not None:
+        log.warning(message)
     kept = torch.nonzero(keep).flatten()
     kept_images = images if keep.all() else images[keep]
     result = ImageSplit(kept_images.permute(0, 3, 1, 2),

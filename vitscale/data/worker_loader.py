@@ -21,6 +21,7 @@ file, or (on_bad_image='skip') the image is left out of its batch and counted.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -31,6 +32,8 @@ from .augment import normalization, to_float
 from .decode import BadImage, BadImageLog, decode_rgb
 from .sources import EncodedSource
 from .transforms import AugmentSpec, eval_transform, train_transform
+
+log = logging.getLogger(__name__)
 
 
 class _Transformed(Dataset):
@@ -120,7 +123,7 @@ class WorkerLoader(ShardedLoader):
                                       self.shift)
                 yield images, labels
         if (message := self.bad.report("training data" if self.train else "evaluation data")):
-            print(message)
+            log.warning(message)
             self.bad.skipped.clear()
         self.position = 0
 

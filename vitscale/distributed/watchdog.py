@@ -13,18 +13,23 @@ Three mechanisms, all bounded by `dist_timeout` seconds:
   * a collective that waits longer than `dist_timeout` (a rank alive but stuck) raises in
     torch; the message then names the ranks whose step count is behind the others'.
 
-A watcher that finds a failure prints `vitscale: error: ...` and leaves with os._exit(1):
+A watcher that finds a failure logs `... stopping rank R` (on every rank: only this rank
+knows) and leaves with os._exit(1):
 a rank blocked inside a collective cannot be unwound any other way.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 import time
 
 import torch.distributed as dist
+
+from ..logs import EVERY_RANK
+
+log = logging.getLogger(__name__)
 
 _PREFIX = "vitscale/"
 _active: "Watchdog | None" = None
@@ -79,8 +84,9 @@ class Watchdog(threading.Thread):
     def _exit(self, message: str) -> None:
         if self.stopping.is_set():
             return
-        print(f"vitscale: error: {message}; stopping rank {self.rank}", file=sys.stderr,
-              flush=True)
+        log.error(f"{message}; stopping rank {self.rank}", extra=EVERY_RANK)
+        for handler in logging.getLogger("vitscale").handlers:
+            handler.flush()  # os._exit skips the interpreter's flushing
         os._exit(1)
 
     # ---- used by the main thread ---------------------------------------------------------

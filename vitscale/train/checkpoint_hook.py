@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch.distributed as dist
-
 from .checkpoint import CheckpointManager
 from .hooks import Hook
-
-
-def _is_rank0() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 class CheckpointHook(Hook):
@@ -24,11 +18,7 @@ class CheckpointHook(Hook):
         if state is None:
             return
         trainer.load_state_dict(state["trainer"])
-        trainer.resumed_from = state["checkpoint"]
-        if _is_rank0():
-            s = trainer.state
-            print(f"resuming from {state['checkpoint']}: epoch {s.epochs_done + 1}, "
-                  f"step {s.step} (batch {s.position} of the epoch)", flush=True)
+        trainer.resumed_from = state["checkpoint"]  # ConsoleLog says so (it runs after us)
 
     def on_step_end(self, trainer, output) -> None:
         every = self.settings.every_steps

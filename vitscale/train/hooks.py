@@ -58,7 +58,14 @@ class ProgressBar(Hook):
 
 
 class ConsoleLog(Hook):
-    """One line per evaluation, and the summary at the end."""
+    """The console lines (rank 0, stdout): where a resumed run picks up, one line per
+    evaluation, and the summary at the end."""
+
+    def on_run_start(self, trainer) -> None:
+        if trainer.resumed_from:
+            s = trainer.state
+            tqdm.write(f"resuming from {trainer.resumed_from}: epoch {s.epochs_done + 1}, "
+                       f"step {s.step} (batch {s.position} of the epoch)", file=sys.stdout)
 
     def on_eval_end(self, trainer, record: dict) -> None:
         train = trainer.last_train_record or {}
@@ -75,7 +82,8 @@ class ConsoleLog(Hook):
         where = f" -> {trainer.run_dir}" if trainer.run_dir else ""
         early = " (stopped early)" if summary["stopped_early"] else ""
         final = summary["final_acc1"]
-        print(f"done{early}: best {summary['best_split']} {summary['best_metric']} "
-              f"{summary['best_value']:.4g} (epoch {summary['best_epoch']}), final "
-              f"{summary['final_split']} acc1 {final:.2f}%, {summary['wall_seconds']:.0f}s{where}"
-              if final is not None else f"done: no evaluation ran{where}", flush=True)
+        tqdm.write(f"done{early}: best {summary['best_split']} {summary['best_metric']} "
+                   f"{summary['best_value']:.4g} (epoch {summary['best_epoch']}), final "
+                   f"{summary['final_split']} acc1 {final:.2f}%, "
+                   f"{summary['wall_seconds']:.0f}s{where}"
+                   if final is not None else f"done: no evaluation ran{where}", file=sys.stdout)

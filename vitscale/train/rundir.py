@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
+from ..logs import is_rank0
 from .hooks import Hook
 
 # Keys that may change between a run and its resumption (they do not change what is trained).
@@ -73,11 +74,6 @@ def reset_run_dir(run_dir: Path) -> Path | None:
     return target
 
 
-def _is_rank0() -> bool:
-    import torch.distributed as dist
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 class RunFiles(Hook):
     """Writes config.*, metrics.jsonl and summary.json (rank 0)."""
 
@@ -86,10 +82,10 @@ class RunFiles(Hook):
         self.metrics = None
 
     def on_run_start(self, trainer) -> None:
-        if not _is_rank0():
+        if not is_rank0():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.py").write_text(trainer.cfg.to_python())
+        atomic_write_text(self.run_dir / "config.py", trainer.cfg.to_python())
         atomic_write_json(self.run_dir / "config.json",
                           {"config": trainer.cfg.to_dict(), "plan": trainer.engine.plan.derived(),
                            "num_parameters": trainer.engine.num_parameters,

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from .. import __version__
 from ..distributed import watchdog
 from ..errors import VitscaleError
+from ..logs import is_rank0
 from .engine import Engine, StepOutput
 from .hooks import ConsoleLog, Hook, ProgressBar
 from .selection import Selection
@@ -116,7 +117,7 @@ class Trainer:
         self._start = 0.0
 
     def _builtin_hooks(self, progress, console) -> list[Hook]:
-        rank0 = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        rank0 = is_rank0()
         hooks: list[Hook] = [ProgressBar(progress)] if rank0 else []
         if console and rank0:
             hooks.append(ConsoleLog())
