@@ -1,4 +1,9 @@
-"""Helpers for tests that start real processes: free ports, a private sshd on loopback."""
+"""Helpers for tests that start real processes: free ports, a private sshd on loopback, and the
+system programs some tests need.
+
+A test whose system program is missing (a fresh machine without openssh-server) is skipped
+with the package to install; CI (.ci/run) installs them and sets
+VITSCALE_REQUIRE_SYSTEM_PACKAGES=1, which turns such a skip into a failure."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -18,14 +25,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_program(path: str, package: str) -> None:
+    """Skip the calling test when `path` (a program name or absolute path) is missing."""
+    if (os.path.exists(path) if os.path.isabs(path) else shutil.which(path)):
+        return
+    reason = (f"{path} is not installed: apt-get install {package} (.ci/run installs it and "
+              "sets VITSCALE_REQUIRE_SYSTEM_PACKAGES=1, under which this is a failure)")
+    if os.environ.get("VITSCALE_REQUIRE_SYSTEM_PACKAGES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def start_sshd(workdir: Path) -> tuple[subprocess.Popen, int, list[str]]:
     """An sshd on 127.0.0.1 and 127.0.0.2 (two "hosts" on one machine) that accepts a fresh key.
 
     Returns (process, port, ssh -o options for the client).
     """
-    if not os.path.exists(SSHD):
-        raise RuntimeError("sshd is not installed: .ci/run installs it (Debian package "
-                           "openssh-server); locally: apt-get install openssh-server")
+    require_program(SSHD, "openssh-server")
+    for program in ("ssh", "ssh-keygen"):
+        require_program(program, "openssh-client")
     workdir.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)],

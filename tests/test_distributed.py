@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, run_cli
-from distributed_helpers import free_port, start_sshd
+from distributed_helpers import free_port, require_program, start_sshd
 
 CONFIG = str(REPO / "configs/cifar10/quick_cpu.py")
 # Global batch 64 in every layout; 4 optimizer steps; weights compared after them.
@@ -125,6 +126,7 @@ def test_each_launcher_starts_a_matching_two_process_run(launcher, single, cifar
 
 
 def test_hostfile_runs_one_command_on_two_hosts_over_ssh(single, cifar_dir, tmp_path):
+    require_program("pgrep", "procps")
     sshd, ssh_port, options = start_sshd(tmp_path / "ssh")
     try:
         hostfile = tmp_path / "hosts"
@@ -135,8 +137,9 @@ def test_hostfile_runs_one_command_on_two_hosts_over_ssh(single, cifar_dir, tmp_
                          *sum((["--ssh-option", o] for o in options), []),
                          *train_args(run_dir, cifar_dir))
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "[127.0.0.1] vitscale run: node 0 of 2" in result.stdout
-        assert "[127.0.0.2] vitscale run: node 1 of 2" in result.stdout
+        for node, host in enumerate(("127.0.0.1", "127.0.0.2")):  # each host's runner log
+            line = rf"^\[{host}\] .* rank0 INFO .*runner: node {node} of 2"
+            assert re.search(line, result.stdout, re.M), result.stdout
         assert "[127.0.0.1] vitscale 0.1.0" in result.stdout  # rank 0's output, prefixed
         assert_same_model(run_dir, single)
 

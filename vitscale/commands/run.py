@@ -19,7 +19,6 @@ def register(sub) -> None:
     p.add_argument("--ssh-port", type=int, help="SSH port of the hosts")
     p.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an ssh -o option (repeatable)")
-    p.add_argument("--job", help=argparse.SUPPRESS)  # tags one job's processes on a host
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="the vitscale command, e.g. train configs/cifar10/quick_cpu.py ...")
     p.set_defaults(func=run)

@@ -7,8 +7,9 @@ Several nodes (--hostfile): the same `vitscale run` is started on every host ove
 node rank, from the same working directory, with the environment variables that matter
 (PATH, PYTHONPATH, VIRTUAL_ENV, DATA, VITSCALE_*, NCCL_*, GLOO_*, TORCH_*, CUDA_VISIBLE_DEVICES,
 OMP_NUM_THREADS, LD_LIBRARY_PATH). Output is streamed with a `[host]` prefix. When one host
-fails, or on Ctrl-C, every host's processes are stopped (SIGTERM, then the SSH connections are
-closed). Hosts need passwordless SSH and the same paths (as with Colossal-AI's `colossalai
+fails, or on Ctrl-C, every host's processes are stopped: each host's `vitscale run` reports its
+process id first, and exactly that process gets SIGTERM (its node agent stops its workers),
+then the SSH connections are closed. Hosts need passwordless SSH and the same paths (as with Colossal-AI's `colossalai
 run` and DeepSpeed's launcher).
 
 Hostfile: one host per line (`node01`, `node02 slots=8`); `#` starts a comment.
@@ -16,17 +17,22 @@ Hostfile: one host per line (`node01`, `node02 slots=8`); `#` starts a comment.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 from ..errors import VitscaleError
 from .launch import LaunchError
+
+log = logging.getLogger(__name__)
+
+# The first line a host's `vitscale run` writes: its process id, the one process to stop.
+PID_LINE = "vitscale-run-pid "
 
 FORWARDED = re.compile(r"^(PATH|PYTHONPATH|VIRTUAL_ENV|DATA|LD_LIBRARY_PATH|OMP_NUM_THREADS|"
                        r"CUDA_VISIBLE_DEVICES|VITSCALE_\w+|NCCL_\w+|GLOO_\w+|TORCH_\w+)$")
@@ -76,20 +82,23 @@ def run_local(command: list[str], nproc: int, nnodes: int = 1, node_rank: int = 
                  f"--master-port={master_port or 29500}"]
     argv += ["-m", "vitscale", *command]
     if nnodes > 1:
-        print(f"vitscale run: node {node_rank} of {nnodes}, {nproc} processes, master "
-              f"{master_addr}:{master_port}", flush=True)
+        log.info(f"node {node_rank} of {nnodes}, {nproc} processes, master "
+                 f"{master_addr}:{master_port}")
     try:
         run(get_args_parser().parse_args(argv))
     except ChildFailedError as e:
         rank, first = min(e.failures.items(), key=lambda item: item[1].timestamp)
-        print(f"vitscale run: rank {rank} exited with {first.exitcode}; all processes "
-              "on this node were stopped", file=sys.stderr, flush=True)
+        log.error(f"rank {rank} exited with {first.exitcode}; all processes on this node "
+                  "were stopped")
         return first.exitcode if first.exitcode and first.exitcode > 0 else 1
     return 0
 
 
-def _stream(proc: subprocess.Popen, host: str) -> None:
+def _stream(proc: subprocess.Popen, host: str, pids: dict[str, int]) -> None:
     for line in proc.stdout:
+        if line.startswith(PID_LINE) and host not in pids:
+            pids[host] = int(line[len(PID_LINE):])
+            continue
         sys.stdout.write(f"[{host}] {line}")
         sys.stdout.flush()
 
@@ -98,7 +107,6 @@ def run_hosts(command: list[str], hosts: list[str], nproc: int, master_addr: str
               master_port: int, ssh_port: int | None = None,
               ssh_options: list[str] = ()) -> int:
     """Start `vitscale run` on every host over SSH; stop them all when one fails."""
-    job = uuid.uuid4().hex[:12]
     master = master_addr or hosts[0]
     ssh = ["ssh", "-o", "BatchMode=yes"]
     if ssh_port:
@@ -108,21 +116,22 @@ def run_hosts(command: list[str], hosts: list[str], nproc: int, master_addr: str
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items())
                    if FORWARDED.match(k) and "\n" not in v)
     procs: dict[str, subprocess.Popen] = {}
+    pids: dict[str, int] = {}  # host -> its `vitscale run` (exec keeps the shell's $$)
     for rank, host in enumerate(hosts):
-        remote = (f"cd {shlex.quote(os.getcwd())} && env {env} VITSCALE_JOB={job} "
+        remote = (f"echo {PID_LINE}$$ && cd {shlex.quote(os.getcwd())} && exec env {env} "
                   f"{shlex.quote(sys.executable)} -m vitscale run --nproc-per-node {nproc} "
                   f"--nnodes {len(hosts)} --node-rank {rank} --master-addr {master} "
-                  f"--master-port {master_port} --job {job} -- "
+                  f"--master-port {master_port} -- "
                   + " ".join(shlex.quote(c) for c in command))
         procs[host] = subprocess.Popen([*ssh, host, remote], stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        text=True, bufsize=1)
-        threading.Thread(target=_stream, args=(procs[host], host), daemon=True).start()
+        threading.Thread(target=_stream, args=(procs[host], host, pids), daemon=True).start()
 
     def stop_all(reason: str) -> None:
-        print(f"vitscale run: {reason}: stopping every host", file=sys.stderr, flush=True)
-        for host in hosts:  # the node agents stop their workers on SIGTERM
-            subprocess.run([*ssh, host, f"pkill -TERM -f -- '--job {job}'"],
+        log.error(f"{reason}: stopping every host")
+        for host, pid in list(pids.items()):  # the node agents stop their workers on SIGTERM
+            subprocess.run([*ssh, host, f"kill -TERM {pid}"],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
         for proc in procs.values():
             try:
