@@ -28,7 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..config import load_config
     from ..errors import ConfigError
-    from ..planner import config_layout, device, plan_layouts
+    from ..planner import config_layout, device, global_batch, plan_layouts
 
     if args.world < 1 or args.gpus_per_node < 1:
         raise ConfigError("--world and --gpus-per-node must be at least 1")
@@ -41,15 +41,16 @@ def run(args) -> int:
                           f"({reasons[0] if reasons else 'none considered'}): try another "
                           "--world")
     own = config_layout(cfg)
+    batch = global_batch(cfg, args.world).TOTAL_BATCH_SIZE
     if args.json:
-        print(json.dumps({"config": args.config, "world": args.world,
+        print(json.dumps({"config": args.config, "world": args.world, "global_batch": batch,
                           "gpus_per_node": args.gpus_per_node, "device": hw.name,
                           "layouts": [e.row() | {"config_layout": e.candidate == own}
                                       for e in ranked],
                           "skipped": [{"layout": c.describe(), "why": why}
                                       for c, why in skipped]}))
         return 0
-    _table(ranked[:args.top], own, args, hw)
+    _table(ranked[:args.top], own, args, hw, batch)
     print(_why(ranked[0], ranked))
     if ranked[0].runnable and ranked[0].fits:
         runs = next((e for e in ranked if e.fits and not e.runnable), None)
@@ -64,12 +65,12 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:.2f}"
 
 
-def _table(rows, own, args, hw) -> None:
+def _table(rows, own, args, hw, batch) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{args.config}: {args.world} processes, {args.gpus_per_node} per node, "
-                        f"{hw.name} (memory {hw.memory / 1e9:.0f} GB)")
+                        f"{hw.name} (memory {hw.memory / 1e9:.0f} GB), global batch {batch}")
     for name, justify in (("#", "right"), ("layout", "left"), ("params GB", "right"),
                           ("grads GB", "right"), ("optim GB", "right"), ("activ. GB", "right"),
                           ("peak GB", "right"), ("sent GB/step", "right"),

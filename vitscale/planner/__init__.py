@@ -5,7 +5,8 @@
 """
 
 from .hardware import DEVICES, Device, device
-from .layouts import Candidate, Estimate, candidates, config_layout, estimate, plan_layouts
+from .layouts import (Candidate, Estimate, candidates, config_layout, estimate, global_batch,
+                      plan_layouts)
 
 __all__ = ["Candidate", "DEVICES", "Device", "Estimate", "candidates", "config_layout",
-           "device", "estimate", "plan_layouts"]
+           "device", "estimate", "global_batch", "plan_layouts"]

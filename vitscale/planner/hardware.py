@@ -33,6 +33,9 @@ class Device:
     latency: float             # seconds per collective call (launch and synchronisation)
     efficiency: float = 0.4    # attainable share of peak_flops for a transformer step
     shared_node: bool = False  # the node's FLOP/s are shared by its processes (CPUs)
+    # Whether data-parallel traffic runs beside backward (NCCL on its own engines) or takes
+    # the cores that compute (gloo on a CPU node: measured, bench step's dp vs zero=3).
+    overlaps_communication: bool = True
 
 
 DEVICES = {
@@ -41,7 +44,8 @@ DEVICES = {
     "a100-80": Device("a100-80", 312e12, 80e9, 300e9, 25e9, 15e-6),
     "a100-40": Device("a100-40", 312e12, 40e9, 300e9, 25e9, 15e-6),
     "v100": Device("v100", 125e12, 32e9, 150e9, 1.6e9, 20e-6),
-    "cpu": Device("cpu", 60e9, 24e9, 1e9, 1e9, 3e-4, efficiency=1.0, shared_node=True),
+    "cpu": Device("cpu", 60e9, 24e9, 1e9, 1e9, 3e-4, efficiency=1.0, shared_node=True,
+                  overlaps_communication=False),
 }
 
 

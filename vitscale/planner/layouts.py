@@ -10,7 +10,8 @@ estimated step time on a device from hardware.py:
     compute   FLOPs / (peak x efficiency), divided by 1 - bubble under a pipeline
     tensor    bytes / link bandwidth + calls x latency, on the critical path
     data      the same, of which backward (2/3 of compute) hides what it can (DDP and FSDP
-              reduce gradients while backward runs)
+              reduce gradients while backward runs), on devices whose collectives do not
+              take the computing cores (not a CPU node under gloo)
     pipeline  point-to-point bytes / bandwidth + calls x latency
 """
 
@@ -174,16 +175,31 @@ def estimate(cfg: Config, candidate: Candidate, world: int, device: Device,
         seconds = nbytes / bandwidth + sum(t.calls[d].values()) * device.latency
         kind = "data" if d == "dp" else "pipeline" if d == "pp" else "tensor"
         exposed[kind] += seconds
-    hidden = compute * 2 / 3 if dims.data > 1 else 0.0
+    hidden = compute * 2 / 3 if dims.data > 1 and device.overlaps_communication else 0.0
     seconds = compute + exposed["tensor"] + exposed["pipeline"] + \
         max(0.0, exposed["data"] - hidden)
     return Estimate(candidate, dims.describe(), runnable, memory, by_dim, intra, inter,
                     bubble, flops, seconds, memory["peak"] <= device.memory)
 
 
+def global_batch(cfg: Config, world: int) -> Config:
+    """`cfg` with its global batch fixed, so that every layout is timed on the same images per
+    step: TOTAL_BATCH_SIZE as it is, or for a per-device BATCH_SIZE, what the config's own
+    layout trains with on `world` processes (BATCH_SIZE x accumulation x its data size; pure
+    data parallelism's if its layout does not divide `world`)."""
+    if cfg.TOTAL_BATCH_SIZE is not None or cfg.BATCH_SIZE is None:
+        return cfg
+    own = cfg.parallel.pipeline * cfg.parallel.tensor.size
+    data = world // own if world % own == 0 else world
+    return dataclasses.replace(cfg, BATCH_SIZE=None, TOTAL_BATCH_SIZE=cfg.BATCH_SIZE * data * (
+        cfg.gradient_accumulation or 1))
+
+
 def plan_layouts(cfg: Config, world: int, device: Device, gpus_per_node: int
                  ) -> tuple[list[Estimate], list[tuple[Candidate, str]]]:
-    """(costed layouts ranked: those that fit first, fastest first; skipped ones and why)."""
+    """(costed layouts ranked: those that fit first, fastest first; skipped ones and why),
+    all at one global batch (global_batch)."""
+    cfg = global_batch(cfg, world)
     from ..data.datasets import dataset_info
     from ..data.infer import infer_dataset
     from ..plan import resolve_model
