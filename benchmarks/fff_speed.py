@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -118,7 +119,10 @@ def main() -> None:
         meta = {"threads": args.threads, "rounds": args.rounds, "torch": torch.__version__,
                 "machine": platform.processor() or platform.machine(),
                 "date": time.strftime("%Y-%m-%d"), "commit": source_commit(),
-                "command": "python benchmarks/fff_speed.py " + " ".join(sys.argv[1:])}
+                "command": "python benchmarks/fff_speed.py " + " ".join(sys.argv[1:]),
+                # other jobs on the machine slow all cases alike (alternating rounds), but
+                # the absolute times only compare between runs at a similar load
+                "loadavg_at_end": os.getloadavg()}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": rows}, f, indent=2)
 
