@@ -23,8 +23,15 @@ def full_state_dict(engine) -> dict:
     from ..optim.norms import DTensor
     module = engine.precision.state_module(engine.model)
     state = engine.parallel.to_global(get_model_state_dict(module))
-    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
-            for k, v in state.items()}
+    state = {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
+             for k, v in state.items()}
+    if getattr(engine, "pipeline", None) is not None:
+        # Each pipeline rank holds its stages' parameters: gather them over the pipeline group
+        # (object all-gather of CPU tensors: every rank ends with the whole model).
+        parts = [None] * dist.get_world_size(engine.pipeline.group)
+        dist.all_gather_object(parts, state, group=engine.pipeline.group)
+        state = {k: v for part in parts for k, v in part.items()}
+    return state
 
 
 class ExportHook(Hook):
