@@ -16,7 +16,8 @@ from vitscale import ConfigError, DataError
 from vitscale.config import config_from_dict
 from vitscale.data import augment, build_loaders, find_splits
 from vitscale.data.decode import open_rgb
-from vitscale.data.sources import extract_once, open_split, scan_tar
+from vitscale.data.sources import extract_once, scan_tar
+from vitscale.data.splits import open_split
 
 from conftest import run_cli
 

@@ -16,8 +16,9 @@ from conftest import TINY, run_cli
 def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("train", str(quick_config), "--data", str(cifar_dir), "--run-dir",
-                     str(run_dir), *[a for kv in TINY for a in ("--set", kv)])
+                     str(run_dir), *[a for kv in [*TINY, "zero.stage=1"] for a in ("--set", kv)])
     assert result.returncode == 0, result.stderr
+    assert "zero stage 1 ignored: one process" in result.stderr  # said, not silently dropped
     assert "epoch   2/2" in result.stdout and "done: best test acc1" in result.stdout
     assert "fp32: float32 weights" in result.stdout  # the precision policy is printed at start
     assert {p.name for p in run_dir.iterdir()} == {
@@ -47,7 +48,7 @@ def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     assert summary["accounting_per_rank"][0]["parameters_total"] == summary["num_parameters"]
     # The saved config reproduces the run's config.
     again = load_config(run_dir / "config.py")
-    assert again == load_config(quick_config, [*TINY, "DATASET='cifar10'"])  # as inferred
+    assert again == load_config(quick_config, [*TINY, "zero.stage=1", "DATASET='cifar10'"])
 
 
 def test_a_small_vit_learns_real_cifar10(cifar_dir):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .errors import VitscaleError
+from .logs import is_rank0
 from .train.hooks import Hook
 
 _COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
@@ -125,7 +126,5 @@ class ReportHook(Hook):
         self.run_dir = Path(run_dir)
 
     def on_run_end(self, trainer, summary: dict) -> None:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
-            return
-        write_report(self.run_dir)
+        if is_rank0():
+            write_report(self.run_dir)

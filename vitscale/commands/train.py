@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,8 +216,16 @@ def _train(args, cfg, root, device, info, run_dir: Path) -> None:
             print(f"{plan.dims.explain()}; rank 0 holds {held['parameters_per_rank']:,} of "
                   f"{held['parameters_total']:,} parameters "
                   f"({held['parameter_bytes_per_rank'] / 1e6:.1f} MB)")
+        if cfg.zero and cfg.zero.stage and plan.dims.world == 1:
+            print(f"zero stage {cfg.zero.stage} ignored: one process has nothing to shard "
+                  "with", file=sys.stderr)
         print(engine.data_description, flush=True)
-    Trainer(engine, run_dir=run_dir, progress=False if args.no_progress else None).fit()
+    # The report reads the run directory the trainer writes: a hook from here, so that train/
+    # does not import what sits above it.
+    from ..report import ReportHook
+    hooks = [ReportHook(run_dir)] if cfg.report and run_dir is not None else []
+    Trainer(engine, run_dir=run_dir, hooks=hooks,
+            progress=False if args.no_progress else None).fit()
 
 
 class distributed_run:

@@ -27,8 +27,8 @@ from .cifar import load_cifar_batches
 from .compact import decode_split
 from .datasets import DatasetInfo, dataset_info, folder_info
 from .device_loader import DeviceLoader
-from .sources import (ArraySource, EncodedSource, check_class_sets, extract_once, open_split,
-                      scan_folder)
+from .sources import ArraySource, EncodedSource, check_class_sets, extract_once, scan_folder
+from .splits import open_split
 from .transforms import AugmentSpec
 from .validation import TEST_SALT, carve_validation, check_holdout_size, stratified_holdout
 

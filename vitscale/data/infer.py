@@ -175,7 +175,8 @@ def _from_keys(cfg) -> tuple[str, str]:
 def _scan(cfg, root: Path):
     """(dataset, why, class names, train images, sampled image sides) of the data folder, or
     None when it holds nothing recognisable (the run then fails on it with the fix)."""
-    from .sources import ARCHIVE_SUFFIXES, open_split, scan_folder
+    from .sources import ARCHIVE_SUFFIXES, scan_folder
+    from .splits import open_split
     for name, dataset in (("cifar-10-batches-py", "cifar10"), ("cifar-100-python", "cifar100")):
         if (root / name).is_dir() or root.name == name:
             return dataset, f"{name} in {root}", [], None, []

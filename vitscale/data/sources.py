@@ -6,7 +6,8 @@ Layouts found under the data folder (--data or $DATA), for a split such as 'trai
     <split>.tar                       the same tree in an uncompressed tar: read in place
     <split>.tar.gz | <split>.tgz      the same, compressed: extracted once into the cache
     <split>/*.tfrecord (+ .idx)       TFRecords from `vitscale prepare` or imagenet-tools
-    101_ObjectCategories/<class>/...  Caltech-101: one pool, split by seed (splits.py)
+                                      (tfrecord.py; splits.open_split tells the layouts apart)
+    101_ObjectCategories/<class>/...  Caltech-101: one pool, split by seed (validation.py)
 
 Class indices follow the sorted class-folder names. Checks here stop a run before any work
 with one line that names the folder and the fix: a missing split, an empty class folder, and
@@ -119,47 +120,6 @@ class SubsetSource(EncodedSource):
         import hashlib
         digest = hashlib.sha1(str(self.indices).encode()).hexdigest()[:8]
         return f"{self.parent.fingerprint()}-{digest}"
-
-
-def open_split(root: Path, split: str | tuple[str, ...], dataset: str) -> EncodedSource:
-    """The source of `split` under `root` (a tuple lists accepted names, e.g. ('val', 'validation'))."""
-    names = (split,) if isinstance(split, str) else split
-    root = Path(root)
-    _check_root(root, dataset)
-    for name in names:
-        if (root / name).is_dir():
-            if _looks_like_tfrecords(root / name):
-                from .tfrecord import TFRecordSource
-                return TFRecordSource(root / name)
-            return scan_folder(root / name)
-        for suffix in ARCHIVE_SUFFIXES:
-            archive = root / f"{name}{suffix}"
-            if archive.is_file():
-                if suffix == ".tar":
-                    return scan_tar(archive)
-                return scan_folder(extract_once(archive) / name, shown_as=archive)
-    found = sorted(p.name for p in root.iterdir())[:8]
-    raise DataError(f"{root}: no {names[0]!r} split for {dataset} (looked for {names[0]}/, "
-                    f"{names[0]}.tar, {names[0]}.tar.gz); found {found or 'an empty folder'}: "
-                    f"point --data at the folder that holds {names[0]}/<class>/<image>")
-
-
-def _check_root(root: Path, dataset: str) -> None:
-    if not root.exists():
-        raise DataError(f"data folder {root} does not exist: pass --data PATH (or set $DATA) "
-                        f"to your {dataset} copy")
-    if not root.is_dir():
-        raise DataError(f"--data {root} is a file, not a folder: point it at the folder "
-                        "that holds the split folders or archives")
-
-
-def _looks_like_tfrecords(folder: Path) -> bool:
-    for p in folder.iterdir():
-        if p.is_dir():
-            return False
-        if p.suffix == ".tfrecord" or "-of-" in p.name:
-            return True
-    return False
 
 
 def scan_folder(split_dir: Path, shown_as: Path | None = None,

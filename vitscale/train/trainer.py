@@ -130,9 +130,6 @@ class Trainer:
             if self.cfg.tensorboard:
                 from .tensorboard import TensorBoardHook
                 hooks.append(TensorBoardHook(self.run_dir / "tensorboard"))
-            if self.cfg.report:
-                from ..report import ReportHook
-                hooks.append(ReportHook(self.run_dir))
         return hooks
 
     # ---- the loop -------------------------------------------------------------------------
@@ -174,7 +171,8 @@ class Trainer:
             if self.state.step % self.cfg.LOG_EVERY == 0 or self.state.position == last:
                 self.log_record = self.last_train_record = {
                     "split": "train", "epoch": self.state.epoch, "step": self.state.step,
-                    **meter.flush(), "lr": self.engine.lr, "wall_s": self.wall_seconds}
+                    **meter.flush(), "lr": self.engine.lr, "wall_s": self.wall_seconds,
+                    **self.engine.pipeline_log()}   # pipeline: busy, idle, bubble
             self._call("on_step_end", out)
             if self._stop_requested():
                 return
