@@ -177,10 +177,13 @@ class CheckpointManager:
             self._load_full_optimizer(path, full_optim, module, engine.optimizer)
         else:
             state = _global_state(engine, module)
+            live_groups = _live_groups(module, engine.optimizer)
             with _quiet_single_process():
                 dcp.load(state, checkpoint_id=str(path), no_dist=not _dist())
             to_local = engine.parallel.to_local
-            optim = {**state["optim"], "state": to_local(state["optim"]["state"])}
+            optim = {"state": to_local(state["optim"]["state"]),
+                     "param_groups": _groups_from_names(state["optim"]["param_groups"],
+                                                        live_groups)}
             set_state_dict(module, engine.optimizer, model_state_dict=to_local(state["model"]),
                            optim_state_dict=optim, options=StateDictOptions(strict=True))
         engine.precision.after_load(engine.model)
@@ -213,11 +216,39 @@ class CheckpointManager:
 
 def _global_state(engine, module) -> dict:
     """Model and optimizer state with every parameter whole (DTensors where it is sharded):
-    DCP saves each once and reshards it on load into any layout (tensor/grid.py)."""
+    DCP saves each once and reshards it on load into any layout (tensor/grid.py).
+
+    The optimizer's hyperparameters are kept per parameter name ({name: lr, betas, ...})
+    rather than as torch's list of groups: a pipeline rank holds only its stages' parameters,
+    so its groups list other names than another layout's ranks, and a list saved by one
+    rank would not describe the others'."""
     model_sd, optim_sd = get_state_dict(module, engine.optimizer)
     to_global = engine.parallel.to_global
     return {"model": to_global(model_sd),
-            "optim": {**optim_sd, "state": to_global(optim_sd.get("state", {}))}}
+            "optim": {"state": to_global(optim_sd.get("state", {})),
+                      "param_groups": _groups_by_name(optim_sd.get("param_groups", []))}}
+
+
+def _groups_by_name(groups: list[dict]) -> dict:
+    return {name: {k: v for k, v in group.items() if k != "params"}
+            for group in groups for name in group["params"]}
+
+
+def _live_groups(module, optimizer) -> list[dict]:
+    """The optimizer's groups as get_state_dict lists them (parameters by name)."""
+    return get_state_dict(module, optimizer)[1].get("param_groups", [])
+
+
+def _groups_from_names(by_name: dict, live: list[dict]) -> list[dict]:
+    """torch's list of groups again: each live group's parameters, with the hyperparameters
+    saved for its first parameter (a group with none keeps its own)."""
+    out = []
+    for group in live:
+        saved = by_name.get(group["params"][0]) if group["params"] else None
+        out.append({**(saved if saved is not None else
+                       {k: v for k, v in group.items() if k != "params"}),
+                    "params": group["params"]})
+    return out
 
 
 def _is_zero(optimizer) -> bool:

@@ -98,8 +98,22 @@ class Engine:
         micro = pipeline_micro_batches(self.cfg, self.plan.dims) * self.plan.accumulation
         per_rank = self.plan.per_device_batch * self.plan.accumulation
         self.precision.norm_groups = (self.pipeline.group,)
+        # The model's size is the sum over the pipeline ranks (each holds its stages).
+        import torch.distributed as dist
+        total = torch.tensor(float(self.footprint["parameters_total"]))
+        dist.all_reduce(total, group=self.pipeline.group)
+        self.footprint["parameters_total"] = self.num_parameters = int(total.item())
         self._pipe_totals = torch.zeros(2, device=self.device)   # loss x images, hits
         self.pipeline.build_schedule(self._pipeline_loss, micro, per_rank // micro)
+        from ..parallel.costs import StepShape, bubble_fraction
+        self._bubble_theory = bubble_fraction(StepShape(
+            self.plan.model, self.plan.dims, micro_batch=per_rank // micro, accumulation=micro))
+        self._pipe_busy = self._pipe_seconds = 0.0
+        self._pipe_steps = 0
+        log.info("pipeline: %d micro-batches of %d images per step (%d x NUM_MICRO_BATCHES=%d), "
+                 "%s schedule, theoretical bubble %.3f", micro, per_rank // micro,
+                 self.plan.accumulation, micro // self.plan.accumulation,
+                 self.plan.dims.pipeline_schedule, self._bubble_theory)
 
     def _pipeline_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The schedule's loss_fn, on the last stage for each micro-batch: the mean loss,
@@ -121,6 +135,9 @@ class Engine:
         with self.precision.autocast(), meter.measure() if meter else nullcontext():
             pipe.step(x, labels if pipe.has_last else None)
         totals = pipe.broadcast_from_last(self._pipe_totals)
+        self._pipe_busy += pipe.busy
+        self._pipe_seconds += pipe.step_seconds
+        self._pipe_steps += 1
         self.parallel.finish_gradients()
         self.precision.step(self.optimizer, self.cfg.clip_grad_norm)
         with warnings.catch_warnings():
@@ -128,6 +145,27 @@ class Engine:
             self.scheduler.step()
         n = self.plan.per_device_batch * self.plan.accumulation
         return StepOutput(loss=totals[0] / n, correct=totals[1].round().long(), images=n)
+
+    def pipeline_log(self) -> dict:
+        """Each pipeline rank's figures averaged over the steps since the last call (for the
+        training log, metrics.jsonl and TensorBoard): busy and idle seconds per step, the
+        measured idle share over all of them, and the schedule's theoretical bubble
+        (parallel/costs.py). A collective over the pipeline group (2 values per rank)."""
+        if self.pipeline is None or not self._pipe_steps:
+            return {}
+        import torch.distributed as dist
+        n = self._pipe_steps
+        mine = torch.tensor([self._pipe_busy / n, self._pipe_seconds / n])
+        self._pipe_busy = self._pipe_seconds = 0.0
+        self._pipe_steps = 0
+        stages = [torch.zeros(2) for _ in range(self.plan.dims.pipeline)]
+        dist.all_gather(stages, mine, group=self.pipeline.group)   # 2 values per pipeline rank
+        busy = [round(b.item(), 6) for b, _ in stages]
+        idle = [round(max(t.item() - b.item(), 0.0), 6) for b, t in stages]
+        total = sum(t.item() for _, t in stages)
+        return {"pp_busy_s": busy, "pp_idle_s": idle,
+                "pp_bubble": max(0.0, sum(idle) / total) if total else 0.0,
+                "pp_bubble_theory": self._bubble_theory}
 
     @property
     def bubble(self) -> dict:

@@ -62,6 +62,12 @@ class TensorBoardHook(Hook):
         if precision.last_grad_norm is not None:
             self.writer.add_scalar("train/grad_norm", float(precision.last_grad_norm), step)
         self.writer.add_scalar("train/memory_gb", _memory_gb(trainer.engine.device), step)
+        if "pp_bubble" in r:   # pipeline: measured idle share beside the schedule's formula
+            self.writer.add_scalar("pipeline/bubble", r["pp_bubble"], step)
+            self.writer.add_scalar("pipeline/bubble_theory", r["pp_bubble_theory"], step)
+            for stage, (busy, idle) in enumerate(zip(r["pp_busy_s"], r["pp_idle_s"])):
+                self.writer.add_scalar(f"pipeline/busy_s_rank{stage}", busy, step)
+                self.writer.add_scalar(f"pipeline/idle_s_rank{stage}", idle, step)
 
     def on_eval_end(self, trainer, record: dict) -> None:
         if self.writer is None:

@@ -4,9 +4,11 @@ tensor 4 (x data 1). A 6.4B-parameter ViT (width 4096, depth 32, 64 heads) at 22
     vitscale train configs/imagenet1k/hybrid/vit_1d_tp4_pp16.py --dry-run     # plans it
     srun vitscale train configs/imagenet1k/hybrid/vit_1d_tp4_pp16.py --port 29500
 
-Pipeline parallelism is not in this version yet: a launch stops at start with one line,
+The pipeline runs (1F1B over NUM_MICRO_BATCHES = 16 micro-batches, docs/parallelism.md
+"Pipelines"), but not with the file's naive fp16: a launch stops at start with one line
+(fp16 under a pipeline is not provided yet); `--set precision='bf16'` runs it.
 `--dry-run` shows the layout and its derived values. vit_1d_tp8_dp8.py runs the same model
-on 64 GPUs today (tensor 8 x data 8).
+on 64 GPUs without a pipeline (tensor 8 x data 8).
 """
 
 DATASET = "imagenet1k"

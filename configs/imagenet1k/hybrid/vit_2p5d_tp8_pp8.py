@@ -3,8 +3,9 @@
 
     vitscale train configs/imagenet1k/hybrid/vit_2p5d_tp8_pp8.py --dry-run     # plans it
 
-Pipeline parallelism is not in this version yet: a launch stops at start with one line;
-`--dry-run` shows the layout and its derived values.
+Pipeline parallelism runs with 1D tensor parallelism only: with this grid mode a launch
+stops at start with one line (not provided yet); `--dry-run` shows the layout and its
+derived values.
 """
 
 DATASET = "imagenet1k"

@@ -1,0 +1,35 @@
+"""ViT-Lite-7/4 on CIFAR-10 on 8 processes as pipeline 2 x tensor 2 (1D) x data 2: seed 003's
+hybrid layout, scaled down to run on one CPU machine or one 8-GPU node.
+
+    vitscale run --nproc-per-node 8 train configs/cifar10/hybrid/vit_lite_pp2_tp2_dp2.py --data ../shared/datasets/cifar10
+
+Ranks are tensor fastest, then pipeline, then data (docs/parallelism.md): ranks 0-1 hold the
+first stage (patch embedding, class and position embeddings, blocks 0-3) split 1D over 2
+tensor ranks, ranks 2-3 the last stage (blocks 4-6, norm, head); ranks 4-7 repeat the
+layout for the second half of every batch, FSDP2 replicating over the data dimension. Each
+data-parallel rank's 256 images run as NUM_MICRO_BATCHES=4 micro-batches of 64 through a
+1F1B schedule (theoretical bubble (P-1)/(M+P-1) = 0.2). The recipe is
+vit_lite_7_4_vanilla.py's: only `parallel` and the micro-batches differ.
+"""
+
+DATASET = "cifar10"
+MODEL = "vit_lite_7_4"          # width 256, depth 7, 4 heads, MLP ratio 2, patch 4, 32 px
+
+TOTAL_BATCH_SIZE = 512          # global, per optimizer step
+LEARNING_RATE = 2e-3
+WEIGHT_DECAY = 3e-2
+NUM_EPOCHS = 200
+WARMUP_EPOCHS = 40
+LABEL_SMOOTHING = 0.1
+
+parallel = dict(
+    pipeline=2,
+    tensor=dict(mode="1d", size=2),
+    pipeline_schedule="1f1b",   # gpipe | 1f1b | interleaved_1f1b (+ pipeline_chunks=2) | ...
+    pipeline_partition="uniform",
+)
+NUM_MICRO_BATCHES = 4           # per data-parallel rank and accumulation step
+
+precision = "bf16"              # autocast to bfloat16 (no loss scaling needed)
+gradient_accumulation = 1
+clip_grad_norm = 1.0
