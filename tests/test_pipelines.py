@@ -143,18 +143,20 @@ def test_training_batches_do_not_depend_on_world_size_workers_or_resume(imagenet
     assert not torch.equal(next(iter(single))[1], reference[0][1])
 
 
-def test_dataloader_runs_randaugment_and_auto_picks_it(imagenette_subset):
+def test_policies_run_on_both_pipelines_and_auto_keeps_the_device(imagenette_subset):
     root, _ = imagenette_subset
-    loaders = loaders_for(root, RANDAUGMENT=(2, 9), data={"num_workers": 1})
+    loaders = loaders_for(root, RANDAUGMENT=(2, 9), data={"pipeline": "dataloader",
+                                                          "num_workers": 1})
     assert loaders.pipeline == "dataloader"
     x, y = next(iter(loaders.train))
     assert x.shape == (8, 3, 48, 48) and x.dtype == torch.float32
-    with pytest.raises(ConfigError, match="run per image.*pipeline='dataloader'"):
-        loaders_for(root, RANDAUGMENT=(2, 9), data={"pipeline": "device"})
+    # Batched on the device since data/policy.py: 'auto' no longer falls back to workers.
     auto = loaders_for(root, AUTOAUGMENT="imagenet", data={"num_workers": 0})
-    assert auto.pipeline == "dataloader"
+    assert auto.pipeline == "device"
     x_auto, y_auto = next(iter(auto.train))
-    assert torch.equal(y_auto, y) and not torch.equal(x_auto, x)
+    assert torch.equal(y_auto, y) and x_auto.shape == x.shape
+    plain = next(iter(loaders_for(root, data={"pipeline": "device"}).train))[0]
+    assert not torch.equal(x_auto, plain)  # same crops and flips, then the policy
     tiny = loaders_for(root, data={"memory_fraction": 1e-9})
     assert tiny.pipeline == "dataloader"
     with pytest.raises(ConfigError, match="needs .* GB .*data.pipeline='dataloader'"):

@@ -114,8 +114,8 @@ class CheckpointConfig:
 class DataConfig:
     """`data = dict(pipeline='auto', ...)`: how images reach the device (docs/data.md)."""
 
-    # 'auto': device-resident when the decoded split fits in memory and no per-image
-    # augmentation (RandAugment, AutoAugment) is asked for; else the DataLoader with workers.
+    # 'auto': device-resident when the decoded split fits in memory (RandAugment and
+    # AutoAugment run there in batches, data/policy.py); else the DataLoader with workers.
     pipeline: Literal["auto", "device", "dataloader", "dali"] = "auto"
     num_workers: Optional[int] = None        # DataLoader / decoding workers; default: CPU count (<= 8)
     on_bad_image: Literal["error", "skip"] = "error"   # unreadable file: stop naming it, or skip

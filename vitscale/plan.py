@@ -173,13 +173,12 @@ def _check_precision_layout(precision: str, dims: ParallelDims) -> None:
 def _check_data(cfg: Config, dataset: DatasetInfo, loader_batch: int) -> None:
     """Combinations of data keys that cannot work, before any data is read."""
     crop = cfg.TRAIN_CROP or dataset.train_crop
-    per_image = cfg.RANDAUGMENT is not None or cfg.AUTOAUGMENT is not None
+    per_image = cfg.RANDAUGMENT is not None or cfg.AUTOAUGMENT is not None  # policy.py
     if cfg.RANDAUGMENT is not None and cfg.AUTOAUGMENT is not None:
         raise ConfigError("both RANDAUGMENT and AUTOAUGMENT are set: keep one")
-    if per_image and cfg.data.pipeline in ("device", "dali"):
-        raise ConfigError(f"RANDAUGMENT/AUTOAUGMENT run per image, which data.pipeline="
-                          f"'{cfg.data.pipeline}' does not do: use data.pipeline='dataloader' "
-                          "(or 'auto')")
+    if per_image and cfg.data.pipeline == "dali":
+        raise ConfigError("RANDAUGMENT/AUTOAUGMENT are not in the DALI pipeline: use "
+                          "data.pipeline='device' or 'dataloader' (or 'auto')")
     if cfg.data.pipeline == "dali" and crop == "pad":
         raise ConfigError("data.pipeline='dali' does random resized crops, not padded crops: "
                           "set TRAIN_CROP='rrc' or use data.pipeline='device'")

@@ -1,7 +1,8 @@
 """`vitscale bench data`: images/s of a vitscale input pipeline beside the plain torchvision one.
 
 The plain alternative is what a user writes first: torchvision.datasets.ImageFolder with the
-same augmentations (RandomResizedCrop or padded RandomCrop, flip, ToTensor, Normalize) and a
+same augmentations (RandomResizedCrop or padded RandomCrop, flip, AutoAugment or RandAugment
+when the config asks for one, ToTensor, Normalize) and a
 DataLoader with worker processes. Both deliver normalised float32 batches on the training
 device, and nothing else runs (no model): this measures the input pipeline alone.
 
@@ -76,6 +77,10 @@ def bench_torchvision(cfg, data: Path, device: torch.device, batch: int, epochs:
         crop = [transforms.RandomResizedCrop(spec.img_size, scale=spec.rrc_scale,
                                              ratio=spec.rrc_ratio)]
     flip = [transforms.RandomHorizontalFlip()] if spec.hflip else []
+    if spec.autoaugment is not None:
+        flip.append(transforms.AutoAugment(transforms.AutoAugmentPolicy(spec.autoaugment)))
+    if spec.randaugment is not None:
+        flip.append(transforms.RandAugment(*spec.randaugment))
     transform = transforms.Compose(crop + flip + [transforms.ToTensor(),
                                                   transforms.Normalize(info.mean, info.std)])
     dataset = datasets.ImageFolder(str(_train_folder(data)), transform=transform)

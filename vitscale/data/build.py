@@ -5,12 +5,13 @@
 
 Pipelines (data.pipeline, docs/data.md):
   device      the split decoded once into uint8 on the training device; crop, resized crop,
-              flips and Mixup/CutMix on whole batches there (device_loader.py)
+              flips, AutoAugment/RandAugment (policy.py) and Mixup/CutMix on whole batches
+              there (device_loader.py)
   dataloader  worker processes decode and augment per image with torchvision.transforms.v2,
               including RandAugment and AutoAugment (worker_loader.py)
   dali        NVIDIA DALI decodes and augments, on the GPU when there is one (dali_loader.py)
   auto        device when the decoded split fits in data.memory_fraction of the device's
-              memory and no per-image augmentation is asked for; dataloader otherwise
+              memory; dataloader otherwise
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, e
         train_loader = DeviceLoader(
             train_split.images, train_split.labels, train_batch, img_size=img_size,
             train_crop=spec.train_crop, crop_padding=spec.crop_padding, hflip=spec.hflip,
-            rrc_scale=spec.rrc_scale, rrc_ratio=spec.rrc_ratio, **train_kw) \
+            rrc_scale=spec.rrc_scale, rrc_ratio=spec.rrc_ratio, autoaugment=spec.autoaugment,
+            randaugment=spec.randaugment, **train_kw) \
             if with_train else None
     else:
         make_one = _worker_loader if pipeline == "dataloader" else _dali_loader
@@ -165,15 +167,8 @@ def _decode_for_device(cfg, info: DatasetInfo, spec: AugmentSpec, train: Split |
 def choose_pipeline(cfg, info: DatasetInfo, spec: AugmentSpec, train: Split, evaluation: Split,
                     device: torch.device) -> str:
     wanted = cfg.data.pipeline
-    if wanted == "dali":
+    if wanted in ("dali", "dataloader"):
         return wanted
-    if wanted == "dataloader":
-        return wanted
-    if spec.per_image_only:
-        if wanted == "device":
-            raise ConfigError("RANDAUGMENT/AUTOAUGMENT run per image, which the device pipeline "
-                              "does not do: use data.pipeline='dataloader' (or 'auto')")
-        return "dataloader"
     store = _store_size(cfg, info, spec)
     eval_side = _eval_sizes(info, spec)[1]
     need = 3 * (len(train.labels) * store ** 2 + len(evaluation.labels) * eval_side ** 2)

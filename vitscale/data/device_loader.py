@@ -3,7 +3,8 @@
 CIFAR-10's 50,000 training images are 150 MB as uint8 and Imagenette's 9,469 are 1.4 GB at
 224 px, so they fit on any GPU (and in RAM on a CPU). An epoch is then a random permutation
 and one gather per batch, with the augmentation done on the batch (augment.py): random crop
-with padding (CIFAR) or random resized crop (ImageNet-style), and flips. No worker processes,
+with padding (CIFAR) or random resized crop (ImageNet-style), flips, then AutoAugment or
+RandAugment when asked for (policy.py), in the DataLoader path's order (transforms.py). No worker processes,
 no decoding after the first run (the decoded tensor is cached on disk, compact.py).
 
 Order and augmentation depend only on (seed, epoch) (sharding.py): the random draws are made
@@ -17,18 +18,23 @@ import torch
 
 from . import augment, sharding
 from .base import ShardedLoader
+from .policy import build_policy
 
 
 class DeviceLoader(ShardedLoader):
     """`train_crop`: 'pad' (random crop with `crop_padding`), 'rrc' (random resized crop with
     `rrc_scale`/`rrc_ratio`) or 'none'. Evaluation images are used as stored (compact.py
-    stores them already resized and centre-cropped) and resized to `img_size` if they differ."""
+    stores them already resized and centre-cropped) and resized to `img_size` if they differ.
+    `autoaugment` ('cifar10' | 'imagenet' | 'svhn') or `randaugment` ((num_ops, magnitude))
+    run on the cropped uint8 batch, at the stored size (CIFAR: 32 px) before any resize."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  device: torch.device, mean, std, train: bool, img_size: int | None = None,
                  train_crop: str = "pad", crop_padding: int = 0, hflip: bool = False,
                  rrc_scale: tuple[float, float] = (0.08, 1.0),
-                 rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3), seed: int = 0,
+                 rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 autoaugment: str | None = None, randaugment: tuple[int, int] | None = None,
+                 seed: int = 0,
                  rank: int = 0, world_size: int = 1, limit_batches: int | None = None):
         super().__init__(len(labels), batch_size, train=train, seed=seed, rank=rank,
                          world_size=world_size, limit_batches=limit_batches)
@@ -42,6 +48,9 @@ class DeviceLoader(ShardedLoader):
         self.hflip = hflip and train
         self.rrc_scale, self.rrc_ratio = rrc_scale, rrc_ratio
         self.scale, self.shift = augment.normalization(mean, std, device)
+        side = self.img_size if self.train_crop == "rrc" else images.shape[-1]
+        self.policy = build_policy(autoaugment=autoaugment, randaugment=randaugment,
+                                   height=side, width=side) if train else None
 
     def _draw(self, n: int, g: torch.Generator) -> dict:
         """This global batch's random draws (crop boxes or offsets, flips), for all n images."""
@@ -53,20 +62,29 @@ class DeviceLoader(ShardedLoader):
             draws["boxes"] = augment.draw_resized_crops(n, h, w, self.rrc_scale, self.rrc_ratio, g)
         if self.hflip:
             draws["flips"] = augment.draw_flips(n, g)
+        if self.policy is not None:
+            draws["policy"] = self.policy.draw(n, g)
         return draws
 
     def _augment(self, idx: torch.Tensor, draws: dict, mine: slice) -> torch.Tensor:
         """This rank's batch `idx`, augmented with its slice of the draws, as normalised float."""
         n = len(idx)
         flips = draws["flips"][mine][:n] if "flips" in draws else None
+        policy = draws["policy"][mine][:n] if "policy" in draws else None
         if "boxes" in draws:
-            return augment.resized_crops(self.images, idx, draws["boxes"][mine][:n],
-                                         self.img_size, flips, self.scale, self.shift)
-        x = self.images[idx]
-        if "offsets" in draws:
-            x = augment.random_crop(x, self.crop_padding, draws["offsets"][:, mine][:, :n])
-        if flips is not None:
-            x = augment.random_hflip(x, flips)
+            if policy is None:  # crop, flip and normalise in one pass per image
+                return augment.resized_crops(self.images, idx, draws["boxes"][mine][:n],
+                                             self.img_size, flips, self.scale, self.shift)
+            x = augment.resized_crops(self.images, idx, draws["boxes"][mine][:n],
+                                      self.img_size, flips)
+        else:
+            x = self.images[idx]
+            if "offsets" in draws:
+                x = augment.random_crop(x, self.crop_padding, draws["offsets"][:, mine][:, :n])
+            if flips is not None:
+                x = augment.random_hflip(x, flips)
+        if policy is not None:
+            x = self.policy.apply(x, policy)
         return augment.to_float(x, self.scale, self.shift, self.img_size)
 
     def __iter__(self):

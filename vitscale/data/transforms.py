@@ -27,11 +27,6 @@ class AugmentSpec:
     eval_crop_pct: float = 0.875
 
     @property
-    def per_image_only(self) -> bool:
-        """Augmentations the device-resident pipeline does not do in batches."""
-        return self.randaugment is not None or self.autoaugment is not None
-
-    @property
     def eval_resize(self) -> int:
         return round(self.img_size / self.eval_crop_pct)
 
