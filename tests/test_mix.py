@@ -256,12 +256,18 @@ def test_loader_protocol_is_passed_through():
 
 
 def test_apply_mix_keeps_pairs_inside_the_slice():
-    # Two different halves: nothing of one half may leak into the other.
-    x = torch.cat([torch.zeros(4, 3, 8, 8), torch.ones(4, 3, 8, 8)])
+    """Each rank mixes its slice alone: that must equal the slice of the whole batch mixed, so
+    no pair may reach across slices. Every image is a different constant, so a partner from
+    another slice shows."""
+    x = torch.arange(1, 9, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 8, 8).clone()
     y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
-    for d in [d for d, _ in zip(epoch_draws(BOTH, 0, 0), range(10)) if d.kind != "none"]:
-        mixed, _ = apply_mix(x[:4], y[:4], d, BOTH)
-        assert (mixed == 0).all()
+    draws = [d for d, _ in zip(epoch_draws(BOTH, 0, 0), range(10)) if d.kind != "none"]
+    assert {d.kind for d in draws} == {"mixup", "cutmix"}
+    for d in draws:
+        whole, whole_targets = apply_mix(x, y, d, BOTH)
+        halves = [apply_mix(x[s], y[s], d, BOTH) for s in (slice(0, 4), slice(4, 8))]
+        assert torch.equal(torch.cat([h[0] for h in halves]), whole), d.kind
+        assert torch.equal(torch.cat([h[1] for h in halves]), whole_targets), d.kind
 
 
 # ---- the loss --------------------------------------------------------------------------------

@@ -42,7 +42,15 @@ def test_every_mode_trains_on_cpu(mode, param_dtype, master):
     assert losses[-1] < losses[0]  # it learns the batch
     changed = [not torch.equal(a, b) for a, b in zip(before, engine.model.parameters())]
     assert all(changed)
-    assert engine.precision.describe()
+    # The policy printed at start says what the engine does: the weights' dtype, the dtype the
+    # model computes in, and whether fp32 master copies exist.
+    text = engine.precision.describe()
+    with torch.no_grad(), engine.precision.autocast():
+        computed = engine.model(engine.precision.cast_input(x[:2])).dtype
+    names = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+    assert f"{names[param_dtype]} weights" in text, text
+    assert names[computed] in text and (computed != param_dtype) == ("autocast" in text), text
+    assert ("fp32 master weights" in text) == master, text
 
 
 def test_naive_fp16_follows_fp32_closely():
