@@ -67,6 +67,7 @@ def test_missing_config_file(tmp_path):
     assert result.returncode == 2 and "config file" in result.stderr
 
 
+@pytest.mark.slow
 def test_examples_run(cifar_dir, tmp_path):
     import subprocess
     import sys

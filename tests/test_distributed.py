@@ -63,6 +63,7 @@ def single(cifar_dir, tmp_path_factory) -> Path:
 
 # Two processes show each property (sharded state, no-sync accumulation, global norms): on 2
 # cores a third and fourth process only slow the run. The resume test runs on 4.
+@pytest.mark.slow
 @pytest.mark.parametrize("nproc, extra", [
     (2, []),                                               # DDP
     (2, ["zero.stage=1"]),                                 # DDP + ZeroRedundancyOptimizer
@@ -103,6 +104,7 @@ def _finish(procs, timeout=300):
     return outs
 
 
+@pytest.mark.slow
 def test_explicit_flags_start_a_matching_two_process_run(single, cifar_dir, tmp_path):
     """(SLURM and OpenMPI: test_documented_launch_commands_run.)"""
     port = free_port()
@@ -115,6 +117,7 @@ def test_explicit_flags_start_a_matching_two_process_run(single, cifar_dir, tmp_
     assert_same_model(run_dir, single)
 
 
+@pytest.mark.slow
 def test_hostfile_runs_one_command_on_two_hosts_over_ssh(single, cifar_dir, tmp_path):
     require_program("pgrep", "procps")
     sshd, ssh_port, options = start_sshd(tmp_path / "ssh")
@@ -158,6 +161,7 @@ def test_hostfile_runs_one_command_on_two_hosts_over_ssh(single, cifar_dir, tmp_
         sshd.wait(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0])
 def test_a_killed_rank_stops_the_others_with_its_name(victim, cifar_dir, tmp_path):
     port, timeout = free_port(), 10
@@ -180,6 +184,7 @@ def test_a_killed_rank_stops_the_others_with_its_name(victim, cifar_dir, tmp_pat
     assert elapsed < timeout + 30  # bounded: the heartbeat timeout plus polling slack
 
 
+@pytest.mark.slow
 def test_impossible_layouts_fail_before_waiting_and_a_missing_rank_times_out(cifar_dir,
                                                                           tmp_path):
     start = time.time()
@@ -229,6 +234,7 @@ def test_hostfile_parsing(tmp_path):
         read_hostfile(f)
 
 
+@pytest.mark.slow
 def test_a_two_process_fsdp_run_resumes_on_one_process_then_on_four(cifar_dir, tmp_path):
     """Checkpoints reshard: 1 epoch on 2 FSDP ranks, the 2nd on 1 process, the 3rd on 4 DDP
     ranks ends where 3 epochs on one process end (data order does not depend on layout)."""
@@ -286,6 +292,7 @@ def documented_single(cifar_dir, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, launcher", [("train.sbatch", "srun"), ("mpirun.sh", "mpirun")])
 def test_documented_launch_commands_run(script, launcher, documented_single, cifar_dir, tmp_path):
     """Each SLURM / OpenMPI example, as srun / mpirun would start it (their environment

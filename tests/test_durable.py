@@ -72,6 +72,7 @@ def uninterrupted(cifar_dir, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_metrics(uninterrupted, cifar_dir,
                                                                       tmp_path):
     run_dir = tmp_path / "killed"
@@ -94,6 +95,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_metrics(uninterrup
     assert steps == list(range(1, 25))
 
 
+@pytest.mark.slow
 def test_dataloader_pipeline_with_mixup_resumes_exactly_after_sigkill(cifar_dir, tmp_path):
     """Worker processes, per-sample augmentation seeds and Mixup/CutMix draws: a run killed
     mid-epoch and run again ends where the uninterrupted run ends."""
@@ -117,6 +119,7 @@ def test_dataloader_pipeline_with_mixup_resumes_exactly_after_sigkill(cifar_dir,
     assert [r["loss"] for r in train] == pytest.approx([r["loss"] for r in reference], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_the_step_boundary_and_the_same_command_resumes(uninterrupted,
                                                                         cifar_dir, tmp_path):
     run_dir = tmp_path / "preempted"
@@ -137,6 +140,7 @@ def test_sigterm_saves_at_the_step_boundary_and_the_same_command_resumes(uninter
     same_metrics(eval_records(run_dir), eval_records(uninterrupted))
 
 
+@pytest.mark.slow
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous(uninterrupted, cifar_dir,
                                                               tmp_path):
     """The run is complete at step 24; with that checkpoint damaged it is not: it picks up at
@@ -166,6 +170,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous(uninterrupted, cif
     assert "could not be loaded" in result.stderr and "step-00000020" in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config_and_reset_keeps_the_old_run(uninterrupted, cifar_dir,
                                                                      tmp_path):
     import shutil
@@ -182,6 +187,7 @@ def test_resume_refuses_a_changed_config_and_reset_keeps_the_old_run(uninterrupt
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_exported_model_evaluates_to_the_runs_final_accuracy(uninterrupted, cifar_dir):
     summary = json.loads((uninterrupted / "summary.json").read_text())
     final = run_cli("eval", str(uninterrupted / "model_final.safetensors"), "--data",
@@ -208,6 +214,7 @@ def one_epoch(cifar_dir, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_eval_matches_the_final_evaluation_exactly(one_epoch, cifar_dir):
     run_dir = one_epoch
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -218,6 +225,7 @@ def test_eval_matches_the_final_evaluation_exactly(one_epoch, cifar_dir):
     assert got["loss"] == pytest.approx(summary["final_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_validation_split_selects_the_model_and_early_stopping_ends_the_run(cifar_dir,
                                                                            tmp_path):
     run_dir = tmp_path / "val"
@@ -254,6 +262,7 @@ def test_carved_validation_is_stratified_deterministic_and_disjoint(cifar_dir):
     assert not ids_val & ids_rest and len(ids_val | ids_rest) == n
 
 
+@pytest.mark.slow
 def test_tensorboard_report_and_the_tensorboard_server(one_epoch, tmp_path):
     import shutil
     run_dir = tmp_path / "tb"

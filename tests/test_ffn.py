@@ -196,6 +196,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_trains_on_real_data_saves_and_reloads(variant, cifar_dir, tmp_path):
     from vitscale.io import initialize_from, load_exported

@@ -185,6 +185,7 @@ def _sharded_worker(rank: int, world: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_norms_and_optimizers_over_sharded_parameters_equal_unsharded():
     world = 2
     with mp.Manager() as manager:
@@ -243,6 +244,7 @@ LAMB_32K = ["DATASET='cifar10'", "MODEL=None", "IMG_SIZE=32", "PATCH_SIZE=8", "H
             "data.pipeline='auto'"]
 
 
+@pytest.mark.slow
 def test_seed_001_lamb_32k_recipe_scaled_down_trains_without_diverging(cifar_dir, tmp_path):
     """configs/imagenet1k/vit_b32_lamb_32k.py (LAMB, sqrt LR scaling, linear warmup/decay,
     derived accumulation, clipping, Mixup) on CIFAR-10 at batch 4096 for 2 epochs."""

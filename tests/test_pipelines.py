@@ -292,6 +292,7 @@ TINY_224 = ["IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=1", "NUM_HEA
             "LIMIT_TRAIN_BATCHES=3", "LIMIT_EVAL_BATCHES=2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["data.pipeline='dataloader'", "data.num_workers=1", "RANDAUGMENT=(2, 9)", "MIXUP_ALPHA=0.2"],
     ["CUTMIX_ALPHA=1.0", "MIXUP_ALPHA=0.8", "MIXUP_OFF_EPOCH=1", "LABEL_SMOOTHING=0.1"],
@@ -320,6 +321,7 @@ def test_train_on_imagenette_from_the_command_line(imagenette_subset, tmp_path, 
     assert evaluated["acc1"] == pytest.approx(evals[-1]["acc1"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_prepare_tfrecords_then_every_pipeline_reads_them(imagenette_subset, tmp_path):
     root, _ = imagenette_subset
     out = tmp_path / "tfr"

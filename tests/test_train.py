@@ -51,6 +51,7 @@ def test_cli_train_writes_the_run_directory(quick_config, cifar_dir, tmp_path):
     assert again == load_config(quick_config, [*TINY, "zero.stage=1", "DATASET='cifar10'"])
 
 
+@pytest.mark.slow
 def test_a_small_vit_learns_real_cifar10(cifar_dir):
     """Forty steps of a tiny ViT must beat chance (10%) clearly on the real test set."""
     cfg = load_config("configs/cifar10/quick_cpu.py", [
