@@ -199,11 +199,14 @@ class Config:
     WARMUP_STEPS: Optional[int] = None      # instead of WARMUP_EPOCHS
     LABEL_SMOOTHING: float = 0.0
     SEED: int = 42
+    EMA_DECAY: Optional[float] = None       # EMA of the weights, evaluated and exported; None: off
+    EMA_WARMUP: bool = True                 # decay min(EMA_DECAY, (1+t)/(10+t)) at step t (train/ema.py)
 
     # ---- loop and logging ----
     LOG_EVERY: int = 50                     # optimizer steps between logged train metrics
     EVAL_EVERY: int = 1                     # epochs between test evaluations
     EVAL_BATCH_SIZE: Optional[int] = None   # per device; default 2 x BATCH_SIZE
+    TTA_FLIP: bool = False                  # eval: average the logits of each image and its mirror
     LIMIT_TRAIN_BATCHES: Optional[int] = None  # cap optimizer steps per epoch (quick runs)
     LIMIT_EVAL_BATCHES: Optional[int] = None   # cap evaluation batches (quick runs)
     SELECTION_METRIC: Literal["acc1", "loss"] = "acc1"  # best model: on val, else on test

@@ -16,8 +16,12 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcontext,
-                   cast_input=lambda x: x, per_class: bool = False, layout=None) -> dict:
+                   cast_input=lambda x: x, per_class: bool = False, layout=None,
+                   tta_flip: bool = False) -> dict:
     """Metrics in % (accuracy) and nats (loss) over every batch of `loader`.
+
+    `tta_flip`: test-time augmentation, the logits averaged over each image and its
+    horizontal mirror (the flip the training augments with; airbench's evaluation).
 
     `layout` (parallel/layout.py) says how logits are laid out and over which ranks the
     batches are split; without one, the model is whole and this process sees every batch.
@@ -35,6 +39,8 @@ def evaluate_model(model, loader, num_classes: int, autocast=contextlib.nullcont
             x, y = layout.evaluation_part(x, y)   # a grid mode's share (labels -1: padding)
         with autocast():
             logits = model(cast_input(x))
+            if tta_flip:
+                logits = (logits + model(cast_input(x.flip(-1)))) / 2
         if layout is not None:
             logits = layout.full(logits)  # class-parallel logits: gather the b x C values
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum", ignore_index=-1)

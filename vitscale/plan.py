@@ -120,6 +120,7 @@ def make_plan(cfg: Config, world_size: int = 1, train_size: int | None = None,
         _check_precision_layout(precision, dims)
         _check_dropout_layout(cfg, dims, size)
         check_available(precision)
+        _check_ema_layout(cfg, dims)
     if cfg.LR_SCHEDULE == "multistep" and not cfg.LR_MILESTONES:
         raise ConfigError("LR_SCHEDULE='multistep' needs LR_MILESTONES, e.g. (30, 60, 80) epochs")
     if list(cfg.LR_MILESTONES) != sorted(cfg.LR_MILESTONES) or any(
@@ -168,6 +169,19 @@ def _check_precision_layout(precision: str, dims: ParallelDims) -> None:
                           f"model, but {how} runs on FSDP2, whose sharded fp32 parameters are "
                           "the masters: use fp16 = dict(mode=AMP_TYPE.TORCH) or precision = "
                           "'bf16'")
+
+
+def _check_ema_layout(cfg: Config, dims: ParallelDims) -> None:
+    """train/ema.py keeps a whole replica of the weights per rank: single process and DDP
+    (ZeRO-1 included), where every rank holds every weight."""
+    if not cfg.EMA_DECAY:
+        return
+    sharded = ("parallel.tensor" if dims.tensor > 1 else "parallel.pipeline"
+               if dims.pipeline > 1 else f"zero stage {dims.zero_stage} (FSDP)"
+               if dims.uses_fsdp else None)
+    if sharded:
+        raise ConfigError(f"EMA_DECAY averages whole weights, which {sharded} shards: not "
+                          "provided for this layout, train without EMA_DECAY or on DDP")
 
 
 def _check_data(cfg: Config, dataset: DatasetInfo, loader_batch: int) -> None:
@@ -378,6 +392,7 @@ def _check_positive(cfg: Config) -> None:
               ("RANDAUGMENT", cfg.RANDAUGMENT is None or (
                   cfg.RANDAUGMENT[0] >= 1 and 0 <= cfg.RANDAUGMENT[1] <= 30)),
               ("MIXUP_ALPHA", cfg.MIXUP_ALPHA >= 0), ("CUTMIX_ALPHA", cfg.CUTMIX_ALPHA >= 0),
+              ("EMA_DECAY", cfg.EMA_DECAY is None or 0 <= cfg.EMA_DECAY < 1),
               ("MIX_PROB", 0 <= cfg.MIX_PROB <= 1),
               ("MIX_SWITCH_PROB", 0 <= cfg.MIX_SWITCH_PROB <= 1),
               ("MIXUP_OFF_EPOCH", cfg.MIXUP_OFF_EPOCH is None or cfg.MIXUP_OFF_EPOCH >= 0),

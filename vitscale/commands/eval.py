@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     p.add_argument("--batch", type=int, default=500, help="images per forward pass")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="average the logits of each image and its mirror (default: as trained, "
+                        "TTA_FLIP)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -88,8 +91,10 @@ def run(args) -> int:
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else None
     kwargs = {"autocast": autocast} if autocast else {}
-    result = evaluate_model(model.to(device), loader, size.num_classes, per_class=True, **kwargs)
-    result = {"split": args.split, "precision": args.precision, **result,
+    tta = args.tta_flip or cfg.TTA_FLIP
+    result = evaluate_model(model.to(device), loader, size.num_classes, per_class=True,
+                            tta_flip=tta, **kwargs)
+    result = {"split": args.split, "precision": args.precision, "tta_flip": tta, **result,
               "epoch": meta.get("epoch"), "step": meta.get("step"),
               "classes": splits.classes, "device": str(device)}
     if args.json:

@@ -128,6 +128,8 @@ class CheckpointManager:
         if _rank() == 0:
             extra = {**trainer_state, "scheduler": engine.scheduler.state_dict(),
                      "precision": engine.precision.state_dict()}
+            if getattr(engine, "ema", None) is not None:  # replicated: rank 0 saves it
+                torch.save(engine.ema.state_dict(), partial / "ema.pt")
             (partial / "trainer.json").write_text(json.dumps(extra, indent=2) + "\n")
             files = {p.name: p.stat().st_size for p in partial.iterdir() if p.is_file()}
             (partial / "COMPLETE").write_text(json.dumps({"step": step, "files": files}))
@@ -190,6 +192,8 @@ class CheckpointManager:
         extra = json.loads((path / "trainer.json").read_text())
         engine.scheduler.load_state_dict(extra.pop("scheduler"))
         engine.precision.load_state_dict(extra.pop("precision"))
+        if getattr(engine, "ema", None) is not None and (path / "ema.pt").is_file():
+            engine.ema.load_state_dict(torch.load(path / "ema.pt", weights_only=True))
         rng = path / f"rank-{_rank():05d}.pt"
         if rng.is_file():  # absent when resuming on more ranks than were saved
             _set_rng_state(torch.load(rng, weights_only=True))

@@ -15,6 +15,7 @@ The Trainer (trainer.py) is the same engine stepped by a loop with hooks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from contextlib import nullcontext
@@ -85,6 +86,10 @@ class Engine:
         self.footprint = parameter_footprint(precision.state_module(self.model))
         self.num_parameters = self.footprint["parameters_total"]
         self.accounting: dict | None = None   # measured on the first optimizer step
+        self.ema = None  # the weights' moving average when EMA_DECAY is set (ema.py)
+        if cfg.EMA_DECAY:
+            from .ema import WeightEMA
+            self.ema = WeightEMA(self._evaluated_module, cfg.EMA_DECAY, cfg.EMA_WARMUP)
         self.pipeline = parallel.pipeline
         if self.pipeline is not None:
             self._setup_pipeline()
@@ -181,9 +186,29 @@ class Engine:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One optimizer step over `images`, split into `accumulation` micro-batches. The
         first step also measures what this rank holds and sends (self.accounting)."""
-        if self.accounting is None:
-            return self._measured_step(images, labels)
-        return self._step(images, labels)
+        out = self._measured_step(images, labels) if self.accounting is None else \
+            self._step(images, labels)
+        if self.ema is not None:  # the schedule counts optimizer steps, resumes included
+            self.ema.update(self._evaluated_module, self.scheduler.last_epoch)
+        return out
+
+    @property
+    def _evaluated_module(self):
+        return getattr(self.model, "module", self.model)  # DDP keeps the model inside
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """The moving average in the model (and in the fp32 masters that exports read) for
+        the duration, when EMA_DECAY is set; the trained weights again after."""
+        if self.ema is None:
+            yield
+            return
+        modules = {id(m): m for m in (self._evaluated_module,
+                                      self.precision.state_module(self.model))}
+        with contextlib.ExitStack() as stack:
+            for module in modules.values():
+                stack.enter_context(self.ema.swapped(module))
+            yield
 
     def _step(self, images, labels, meter=None) -> StepOutput:
         if self.pipeline is not None:
@@ -249,11 +274,13 @@ class Engine:
         return {**loaders, self.plan.dataset.eval_split: self.eval_loader}
 
     def evaluate(self, loader=None, per_class: bool = False) -> dict:
-        """Loss and top-1/top-5 accuracy (in %) over `loader` (default: the test split)."""
-        return evaluate_model(self.model, loader or self.eval_loader, self.plan.model.num_classes,
-                              autocast=self.precision.autocast,
-                              cast_input=self.precision.cast_input, per_class=per_class,
-                              layout=self.layout)
+        """Loss and top-1/top-5 accuracy (in %) over `loader` (default: the test split), of
+        the moving average when EMA_DECAY is set, flip-averaged when TTA_FLIP is."""
+        with self.ema_weights():
+            return evaluate_model(self.model, loader or self.eval_loader,
+                                  self.plan.model.num_classes, autocast=self.precision.autocast,
+                                  cast_input=self.precision.cast_input, per_class=per_class,
+                                  layout=self.layout, tta_flip=self.cfg.TTA_FLIP)
 
 
 def build_engine(cfg: Config, data=None, device: str | torch.device | None = None, *,

@@ -4,11 +4,12 @@
     <run>/model_final.safetensors + model_final.json   at the end of the run
 
 The weights are gathered into one fp32 state dict whatever the layout (a collective under
-FSDP: every rank takes part, rank 0 writes).
+FSDP: every rank takes part, rank 0 writes); with EMA_DECAY they are the moving average.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch.distributed as dist
@@ -22,9 +23,10 @@ def full_state_dict(engine) -> dict:
     """Every parameter whole, on the CPU (a collective when any is sharded: all ranks call)."""
     from ..optim.norms import DTensor
     module = engine.precision.state_module(engine.model)
-    state = engine.parallel.to_global(get_model_state_dict(module))
-    state = {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
-             for k, v in state.items()}
+    with engine.ema_weights() if hasattr(engine, "ema_weights") else contextlib.nullcontext():
+        state = engine.parallel.to_global(get_model_state_dict(module))
+        state = {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu().clone()
+                 for k, v in state.items()}
     if getattr(engine, "pipeline", None) is not None:
         # Each pipeline rank holds its stages' parameters: gather them over the pipeline group
         # (object all-gather of CPU tensors: every rank ends with the whole model).
@@ -61,7 +63,7 @@ class ExportHook(Hook):
 
 def data_keys(cfg) -> dict:
     """The config keys that decide which images `vitscale eval` reads and how it sees them."""
-    keys = ("DATASET", "VAL_SPLIT", "SEED", "EVAL_CROP_PCT", "IMG_SIZE")
+    keys = ("DATASET", "VAL_SPLIT", "SEED", "EVAL_CROP_PCT", "IMG_SIZE", "TTA_FLIP")
     return {**{k: getattr(cfg, k) for k in keys},
             "data": {"test_fraction": cfg.data.test_fraction,
                      "on_bad_image": cfg.data.on_bad_image}}

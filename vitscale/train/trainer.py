@@ -253,7 +253,8 @@ class Trainer:
             "stopped_early": self.selection.should_stop or self.should_stop,
             "resumed_from": self.resumed_from,
             "wall_seconds": self.wall_seconds, "model": self.engine.plan.model_name,
-            "num_parameters": self.engine.num_parameters, **self.environment,
+            "num_parameters": self.engine.num_parameters,
+            "ema_decay": self.cfg.EMA_DECAY, "tta_flip": self.cfg.TTA_FLIP, **self.environment,
         }
 
     def gather_accounting(self) -> list[dict] | None:
