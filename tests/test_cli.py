@@ -62,6 +62,17 @@ def test_bad_input_is_one_line_nonzero_exit_and_nothing_written(quick_config, ci
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
+def test_the_cli_docstring_names_every_command():
+    """`vitscale --help` starts from cli.py's docstring: it lists every subcommand."""
+    import re
+
+    import vitscale.cli
+    from vitscale.commands import COMMANDS
+    names = [c.__name__.rsplit(".", 1)[1] for c in COMMANDS]
+    assert [n for n in names if not re.search(rf"^    vitscale {n}\b", vitscale.cli.__doc__,
+                                               re.M)] == []
+
+
 def test_missing_config_file(tmp_path):
     result = run_cli("train", str(tmp_path / "nope.py"))
     assert result.returncode == 2 and "config file" in result.stderr

@@ -1,10 +1,17 @@
 """The `vitscale` command; each subcommand lives in vitscale/commands/.
 
     vitscale train CONFIG [--data PATH] [--set KEY=VALUE ...] [--run-dir DIR] [--dry-run]
+    vitscale run --nproc-per-node N [--hostfile FILE] train CONFIG ...   (processes, hosts)
+    vitscale eval RUN_DIR|MODEL.safetensors --data PATH [--split val] [--json]
+    vitscale report RUN_DIR | --sweep RESULTS --x KEY [--series KEY]
+    vitscale tensorboard RUN_DIR [--port P]
     vitscale models
+    vitscale bench step|amp|data ...      (side by side with the plain PyTorch alternative)
+    vitscale prepare SOURCE --dataset NAME --to tfrecord|cache --out DIR
     vitscale sweep CONFIG --grid KEY=v1,v2 [--grid ...] [--repeats N] [--set KEY=VALUE ...]
-    vitscale report --sweep RESULTS --x KEY [--series KEY]
-    vitscale bench step --model NAME --batch B [--steps N] [--json]
+    vitscale plan CONFIG --world N [--gpus-per-node G] [--json]
+
+`--log-all-ranks` and `--log-level` (before the command) set what vitscale logs (logs.py).
 
 Input errors (config, data, environment) print one line, `vitscale: error: ...`, and exit 2.
 """
