@@ -6,8 +6,8 @@ and LARS's trust ratios and gradient clipping need the real one:
 
     ||W||^2 = sum over shards s of ||W_s||^2        (so: sum local squares, all-reduce(SUM))
 
-Colossal-AI's Lamb takes per-shard norms, which is wrong under tensor parallelism (see
-../shared/notes/colossal-ai-vit.md, section 6). Here each local value is squared and summed on
+Colossal-AI's Lamb (colossalai/nn/optimizer/lamb.py) takes the norms of local tensors, so
+under tensor parallelism its trust ratios are per shard, which is wrong. Here each local value is squared and summed on
 its rank, and the sums of tensors that share a sharding are all-reduced together: one
 all-reduce of a length-n vector per sharding group per call, not one per tensor.
 
