@@ -204,6 +204,7 @@ def test_launch_detection_from_the_environment():
     from vitscale.distributed.launch import LaunchError, detect_launch, first_slurm_host
     assert first_slurm_host("gpu[03-05,9],login1") == "gpu03"
     assert first_slurm_host("node7") == "node7"
+    assert first_slurm_host("r[1-2]-n[01-04],x9") == "r1-n01"  # two brackets in one name
     info = detect_launch(env={"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
                               "SLURM_JOB_NODELIST": "n[1-2]"}, cuda=False)
     assert (info.launcher, info.rank, info.world_size, info.local_rank, info.master_addr,

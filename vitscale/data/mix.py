@@ -302,8 +302,9 @@ class MixingLoader:
 # ---- the loss --------------------------------------------------------------------------------
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_k targets_k log softmax(logits)_k, computed in float32."""
-    return -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+    """Mean over the batch of -sum_k targets_k log softmax(logits)_k, computed in float32
+    (F.cross_entropy takes class probabilities as targets)."""
+    return F.cross_entropy(logits.float(), targets.float())
 
 
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor,

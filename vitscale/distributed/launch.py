@@ -56,7 +56,8 @@ def _int(env: dict, name: str, launcher: str) -> int:
 
 
 def first_slurm_host(nodelist: str) -> str:
-    """The first host of a SLURM node list such as 'gpu[03-05,9],login1' -> 'gpu03'."""
+    """The first host of a SLURM node list: 'gpu[03-05,9],login1' -> 'gpu03',
+    'r[1-2]-n[01-04]' -> 'r1-n01' (every bracket of the first entry at its first value)."""
     try:  # scontrol knows every form of the syntax
         out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
                              text=True, timeout=10)
@@ -65,12 +66,7 @@ def first_slurm_host(nodelist: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         pass
     first = re.split(r",(?![^\[]*\])", nodelist)[0]
-    match = re.match(r"^([^\[]+)\[([^\]]+)\](.*)$", first)
-    if not match:
-        return first
-    prefix, ranges, suffix = match.groups()
-    start = ranges.split(",")[0].split("-")[0]
-    return f"{prefix}{start}{suffix}"
+    return re.sub(r"\[([^\]]+)\]", lambda m: m.group(1).split(",")[0].split("-")[0], first)
 
 
 def _port(value, env: dict) -> int:
