@@ -112,8 +112,12 @@ def test_explicit_flags_start_a_matching_two_process_run(single, cifar_dir, tmp_
     args = train_args(run_dir, cifar_dir)
     rank_args = [["--rank", str(r), "--world-size", "2", "--local-rank", str(r), "--host",
                   "127.0.0.1", "--port", str(port), "--backend", "gloo"] for r in range(2)]
-    (out0, _), _ = _finish([_spawn([{}], [*args, *extra])[0] for extra in rank_args])
+    (out0, err0), (out1, err1) = _finish([_spawn([{}], [*args, *extra])[0]
+                                          for extra in rank_args])
     assert "explicit launch of 2" in out0
+    # Each message once: rank 1 says nothing, rank 0 logs with its rank and prints each line once.
+    assert out1 == "" and " rank1 " not in err1, out1 + err1
+    assert out0.count("done: best") == out0.count("explicit launch of 2") == 1
     assert_same_model(run_dir, single)
 
 
