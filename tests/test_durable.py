@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_cli
+from distributed_helpers import free_port
 
 # Slow enough per step (~0.1 s on 2 cores) to be killed mid-epoch, small enough to be quick.
 DURABLE = ["IMG_SIZE=32", "PATCH_SIZE=4", "HIDDEN_SIZE=48", "DEPTH=2", "NUM_HEADS=2",
@@ -280,11 +280,8 @@ def test_tensorboard_report_and_the_tensorboard_server(one_epoch, tmp_path):
     (run_dir / "report.html").unlink()
     assert run_cli("report", str(run_dir)).returncode == 0 and (run_dir / "report.html").exists()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "vitscale", "tensorboard", str(run_dir),
-                               "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                               "--port", str(free_port())], cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         deadline, body = time.time() + 120, b""

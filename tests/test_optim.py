@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from distributed_helpers import free_port
 from vitscale import config_from_dict
 from vitscale.optim import Lamb, Lars, clip_grad_norm_, global_squared_norms, lr_multiplier
 from vitscale.plan import make_plan
@@ -114,12 +114,6 @@ def test_clip_grad_norm_matches_torch_on_whole_tensors():
 
 # ---- sharded parameters, on real gloo processes ---------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sharded_worker(rank: int, world: int, port: int, results) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -190,7 +184,7 @@ def test_norms_and_optimizers_over_sharded_parameters_equal_unsharded():
     world = 2
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.start_processes(_sharded_worker, args=(world, _free_port(), results), nprocs=world,
+        mp.start_processes(_sharded_worker, args=(world, free_port(), results), nprocs=world,
                            start_method="spawn", join=True)
         assert dict(results) == {0: "ok", 1: "ok"}
 
