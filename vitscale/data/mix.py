@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -176,36 +177,10 @@ class MixDraw:
 
 
 def draw_beta(alpha: float, generator: torch.Generator) -> float:
-    """lam ~ Beta(alpha, alpha) = G1 / (G1 + G2), G ~ Gamma(alpha), from `generator`.
-
-    torch.distributions takes no generator, so the Gammas are drawn here (log space, so that
-    small alphas such as 0.1 do not underflow to 0 / 0).
-    """
-    g1, g2 = _log_gamma_sample(alpha, generator), _log_gamma_sample(alpha, generator)
-    return 1.0 / (1.0 + math.exp(g2 - g1))
-
-
-def _log_gamma_sample(alpha: float, generator: torch.Generator) -> float:
-    """log of a Gamma(alpha, 1) draw: Marsaglia and Tsang 2000, "A Simple Method for Generating
-    Gamma Variables", with their boost Gamma(a) = Gamma(a + 1) U^(1/a) for a < 1."""
-    boost = 0.0
-    if alpha < 1.0:
-        boost = math.log(_uniform(generator)) / alpha
-        alpha += 1.0
-    d = alpha - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:  # accepts with probability > 0.95 for alpha >= 1
-        z = float(torch.randn((), generator=generator, dtype=torch.float64))
-        v = (1.0 + c * z) ** 3
-        if v <= 0:
-            continue
-        if math.log(_uniform(generator)) < 0.5 * z * z + d - d * v + d * math.log(v):
-            return math.log(d * v) + boost
-
-
-def _uniform(generator: torch.Generator) -> float:
-    """U(0, 1], never 0 (it goes into a log)."""
-    return 1.0 - float(torch.rand((), generator=generator, dtype=torch.float64))
+    """lam ~ Beta(alpha, alpha), by numpy's sampler (exact also for small alphas such as 0.1)
+    seeded from one draw of `generator`: every rank, and a resumed run, draws the same lam."""
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
 
 
 def draw_mix(cfg: MixConfig, generator: torch.Generator) -> MixDraw:
