@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from .layerwise import LayerwiseOptimizer
 from .norms import global_squared_norms, local
 
 
-class Lars(torch.optim.Optimizer):
+class Lars(LayerwiseOptimizer):
     def __init__(self, params, lr: float = 1.0, momentum: float = 0.9, eta: float = 1e-3,
                  weight_decay: float = 0.0, eps: float = 0.0, adapt: bool = True):
         if lr <= 0 or not 0 <= momentum < 1 or eta <= 0:
@@ -28,33 +29,23 @@ class Lars(torch.optim.Optimizer):
                         adapt=adapt)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            wd = group["weight_decay"]
-            if group["adapt"]:
-                w_norm = global_squared_norms([local(p) for p in params], params).sqrt()
-                g_norm = global_squared_norms([p.grad for p in params], params).sqrt()
-                local_lr = torch.where(
-                    (w_norm > 0) & (g_norm > 0),
-                    group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"]),
-                    torch.ones_like(w_norm))
-            else:
-                local_lr = torch.ones(len(params), device=local(params[0]).device)
-            for p, rate in zip(params, local_lr):
-                state = self.state[p]
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                x, g, buf = local(p), local(p.grad), local(state["momentum_buffer"])
-                d = g.add(x, alpha=wd) if wd else g.clone()
-                d.mul_(rate.to(device=d.device, dtype=d.dtype) * group["lr"])
-                buf.mul_(group["momentum"]).add_(d)
-                x.sub_(buf)
-        return loss
+    def step_group(self, group: dict, params: list[torch.Tensor]) -> None:
+        wd = group["weight_decay"]
+        if group["adapt"]:
+            w_norm = global_squared_norms([local(p) for p in params], params).sqrt()
+            g_norm = global_squared_norms([p.grad for p in params], params).sqrt()
+            local_lr = torch.where(
+                (w_norm > 0) & (g_norm > 0),
+                group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"]),
+                torch.ones_like(w_norm))
+        else:
+            local_lr = torch.ones(len(params), device=local(params[0]).device)
+        for p, rate in zip(params, local_lr):
+            state = self.state[p]
+            if not state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            x, g, buf = local(p), local(p.grad), local(state["momentum_buffer"])
+            d = g.add(x, alpha=wd) if wd else g.clone()
+            d.mul_(rate.to(device=d.device, dtype=d.dtype) * group["lr"])
+            buf.mul_(group["momentum"]).add_(d)
+            x.sub_(buf)
