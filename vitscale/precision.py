@@ -189,10 +189,16 @@ class Precision:
         return True
 
     def state_dict(self) -> dict:
-        return {"skipped_steps": self.skipped_steps}
+        """Skipped steps, and the loss scaler's state in the modes that have one."""
+        scaler = getattr(self, "scaler", None)
+        return {"skipped_steps": self.skipped_steps,
+                **({"scaler": scaler.state_dict()} if scaler else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        scaler = getattr(self, "scaler", None)
+        if scaler and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
 
 
 class AgreeingGradScaler(torch.amp.GradScaler):
@@ -261,15 +267,6 @@ class AutocastPrecision(Precision):
     @property
     def loss_scale(self):
         return self.scaler.get_scale() if self.scaler else None
-
-    def state_dict(self):
-        return {**super().state_dict(), **({"scaler": self.scaler.state_dict()}
-                                           if self.scaler else {})}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if self.scaler and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
 
 
 class MasterWeightPrecision(Precision):
@@ -354,15 +351,6 @@ class MasterWeightPrecision(Precision):
         for p, master in self.pairs:
             local(p).copy_(local(master))
         return True
-
-    def state_dict(self):
-        return {**super().state_dict(),
-                **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if self.scaler and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
 
 
 class ApexPrecision(Precision):
