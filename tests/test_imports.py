@@ -105,3 +105,14 @@ def test_the_check_sees_an_upward_import_and_a_cycle():
     assert upward(g, layer) == ["vitscale.train.trainer imports vitscale.report"]
     g = {"vitscale.data.a": {"vitscale.data.b"}, "vitscale.data.b": {"vitscale.data.a"}}
     assert cycles(g) == [["vitscale.data.a", "vitscale.data.b"]]
+
+
+def test_library_code_logs_instead_of_printing():
+    """print( only in the command line (cli.py, commands/, the `bench amp` child's JSON line);
+    the console lines and progress bar use tqdm.write (train/hooks.py); the rest logs."""
+    allowed = ("vitscale/cli.py", "vitscale/commands/", "vitscale/bench/amp.py")
+    printing = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                if not str(p.relative_to(REPO)).startswith(allowed)
+                and any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
+                        for n in ast.walk(ast.parse(p.read_text())))]
+    assert printing == []
