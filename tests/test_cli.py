@@ -91,6 +91,7 @@ def test_examples_run(cifar_dir, tmp_path):
         assert "test acc1" in result.stdout
 
 
+@pytest.mark.slow  # a fresh process per precision mode
 def test_bench_amp_reports_every_mode_available_here():
     result = run_cli("bench", "amp", "--model", "vit_lite_7_4", "--batch", "4", "--steps", "1",
                      "--warmup", "1", "--modes", "fp32", "bf16", "naive_fp16", "--json")
