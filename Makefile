@@ -36,10 +36,10 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
-# The plots docs/run-directory.md shows, rendered from the recorded real run into docs/images
-# (not kept in git; the test suite renders them into a temporary folder only).
+# The plots docs/run-directory.md and docs/experiments.md show, rendered from the recorded real
+# runs into docs/images (not kept in git; the test suite renders them into a temporary folder).
 docs: $(VENV)/.installed-test
-	VITSCALE_DOCS_IMAGES=docs/images $(PY) -m pytest -q tests/test_durable.py -k docs_report_images
+	VITSCALE_DOCS_IMAGES=docs/images $(PY) -m pytest -q tests/test_durable.py tests/test_sweep.py -k "docs_report_images or docs_sweep_images"
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache *.egg-info

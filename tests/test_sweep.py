@@ -72,6 +72,7 @@ def _tiny_sets() -> list[str]:
     return [a for kv in sets for a in ("--set", kv)]
 
 
+@pytest.mark.slow  # 8 vitscale processes: a refused sweep, a sweep of 4 runs, its rerun, a report
 def test_a_2x2_sweep_records_4_runs_plots_them_and_a_rerun_skips_them(quick_config, cifar_dir,
                                                                       tmp_path):
     def sweep(second_grid: str) -> list[str]:
@@ -113,3 +114,27 @@ def test_a_2x2_sweep_records_4_runs_plots_them_and_a_rerun_skips_them(quick_conf
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped, already in") == 4 and "running" not in again.stdout
     assert len(results.read_text().splitlines()) == 4
+
+
+def test_docs_sweep_images_are_rendered_from_the_recorded_sweep(tmp_path):
+    """docs/experiments.md shows the recorded CPU sweep (benchmarks/ffn_sweep.sh, its results in
+    benchmarks/results). `make docs` sets VITSCALE_DOCS_IMAGES=docs/images to keep the plots
+    there (not in git); a plain test run writes nothing into the repository."""
+    import os
+    import shutil
+
+    recorded = REPO / "benchmarks" / "results" / "2026-12-02-cpu-ffn-sweep.jsonl"
+    records = [json.loads(line) for line in recorded.read_text().splitlines()]
+    # Every one of the 10 feed-forward sublayers, every run better than chance (10%).
+    assert len({r["ffn"] for r in records}) == 10
+    assert all(r["final_test_acc1"] > 10 for r in records)
+    images = os.environ.get("VITSCALE_DOCS_IMAGES")
+    # Dense widths, with the pair of 128-wide MLPs as its own series; every sublayer by name.
+    for x, series, name in (("MLP_DIM", "FFN_PER_BLOCK", "ffn_sweep_mlp_dim"),
+                            ("ffn", None, "ffn_sweep_variants")):
+        page = write_sweep_report(recorded, x, series, out=tmp_path / f"{name}.png")
+        png = page.with_suffix(".png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        if images:
+            Path(images).mkdir(exist_ok=True)
+            shutil.copy(png, Path(images) / png.name)
