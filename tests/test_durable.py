@@ -280,8 +280,9 @@ def test_tensorboard_report_and_the_tensorboard_server(one_epoch, tmp_path):
     (run_dir / "report.html").unlink()
     assert run_cli("report", str(run_dir)).returncode == 0 and (run_dir / "report.html").exists()
 
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "vitscale", "tensorboard", str(run_dir),
-                               "--port", str(free_port())], cwd=REPO, stdout=subprocess.DEVNULL,
+                               "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         deadline, body = time.time() + 120, b""
