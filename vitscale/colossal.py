@@ -319,11 +319,28 @@ class _Translator:
                                   "gradients: DDP, or zero = dict(stage=...) to shard")
 
     def num_chunks(self, chunks: Any, source: str) -> None:
+        """Colossal's interleaved pipeline: NUM_CHUNKS model chunks on every pipeline rank is
+        vitscale's `pipeline_chunks` under the interleaved 1F1B schedule (Narayanan et al.
+        2021), which is what Colossal-AI ran with more than one chunk."""
         if chunks in (None, 1):
             self.notes.ignore(source, "one model chunk per pipeline stage, as vitscale runs it")
             return
-        raise ConfigError(f"{source}={chunks!r} asks for Colossal-AI's interleaved pipeline "
-                          "schedule, which vitscale does not run: set it to 1 or remove it")
+        if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
+            raise ConfigError(f"{source}={chunks!r}: expected a whole number of model chunks "
+                              "per pipeline rank (1, 2, ...)")
+        parallel = self.out.get("parallel")
+        if _pipeline_size(parallel) == 1:
+            self.notes.ignore(source, "no pipeline (parallel['pipeline'] is 1), so nothing "
+                              "to interleave")
+            return
+        parallel = dict(parallel) if isinstance(parallel, dict) else {}
+        parallel.setdefault("pipeline_chunks", chunks)
+        parallel.setdefault("pipeline_schedule", "interleaved_1f1b")
+        self.out["parallel"] = parallel
+        self.notes.translate(f"{source}={chunks}",
+                             f"parallel.pipeline_chunks={parallel['pipeline_chunks']}, "
+                             f"pipeline_schedule={parallel['pipeline_schedule']!r} "
+                             "(Colossal's interleaved schedule)")
 
     def fp16(self) -> None:
         fp16 = self.out.get("fp16")
