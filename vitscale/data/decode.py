@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
-
 from ..errors import DataError
 
 BAD_IMAGE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
@@ -42,6 +40,7 @@ def decode_rgb(data: bytes | np.ndarray, name: str) -> torch.Tensor:
             return fast(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode="RGB")
         except (RuntimeError, ValueError):
             pass  # a format or a file it does not take: PIL decides
+    from torchvision.transforms.v2 import functional as TF  # on use: ~1.4 s of start-up
     return TF.pil_to_tensor(open_rgb(data, name))
 
 
@@ -106,4 +105,5 @@ class BadImageLog:
 def resize_center_crop(image: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
     """torchvision's evaluation transform, Resize(resize) + CenterCrop(crop) (antialiased),
     on a (3, H, W) uint8 tensor."""
+    from torchvision.transforms.v2 import functional as TF  # on use: ~1.4 s of start-up
     return TF.center_crop(TF.resize(image, resize, antialias=True), crop)

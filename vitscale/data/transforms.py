@@ -10,8 +10,10 @@ img_size / crop_pct, CenterCrop img_size (crop_pct 0.875 is the classic 224/256)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torchvision.transforms import v2
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,11 @@ class AugmentSpec:
         return round(self.img_size / self.eval_crop_pct)
 
 
+# torchvision is imported where a transform is built, not with this module: it costs every
+# process ~1.4 s of CPU at start, and the device pipeline (the default) never needs it.
+
 def train_transform(spec: AugmentSpec) -> v2.Compose:
+    from torchvision.transforms import v2
     if spec.train_crop == "rrc":
         steps = [v2.RandomResizedCrop(spec.img_size, scale=spec.rrc_scale, ratio=spec.rrc_ratio,
                                       antialias=True)]
@@ -53,4 +59,5 @@ def train_transform(spec: AugmentSpec) -> v2.Compose:
 
 
 def eval_transform(spec: AugmentSpec) -> v2.Compose:
+    from torchvision.transforms import v2
     return v2.Compose([v2.Resize(spec.eval_resize, antialias=True), v2.CenterCrop(spec.img_size)])

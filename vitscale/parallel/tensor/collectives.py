@@ -16,8 +16,17 @@ n times it.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
+
+# torch 2.14 deprecates these two names in favour of *_single variants and repeats the warning
+# on every rank at every call; the old names work on every torch vitscale supports (2.11
+# included), so the warning says nothing a user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning,
+                        message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)`"
+                                r" is deprecated")
 
 
 def _all_gather(x: torch.Tensor, dim: int, group) -> torch.Tensor:
