@@ -7,7 +7,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # The real CIFAR-10 next to the checkout when it is there; otherwise vitscale downloads it.
 DATA   ?= $(firstword $(wildcard ../shared/datasets/cifar10))
-PYTEST_ARGS ?=
+# Two workers, one test file each at a time: the suite is sized for 2 cores (under 15 minutes);
+# `make test PYTEST_ARGS="-m 'not slow' -n 0"` is the one-minute inner loop.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: train test docs install clean
 

@@ -23,6 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("VITSCALE_DATASETS", REPO.parent / "shared" / "datasets"))
 os.environ.setdefault("VITSCALE_CACHE", str(REPO / ".cache" / "vitscale-test"))
 
+# `make test` runs the suite on two pytest-xdist workers, a file per worker at a time
+# (--dist loadfile: a module's shared runs happen once). The files that start the most
+# processes go first, longest first, so that no long file starts last and runs alone.
+LONGEST_FIRST = ["test_tensor_parallel_runs.py", "test_distributed.py", "test_durable.py",
+                 "test_ffn.py", "test_pipeline_runs.py", "test_tensor_parallel.py",
+                 "test_pipeline_parallel.py", "test_optim.py", "test_cli.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within
+
+
 # A model and recipe small enough for a few seconds of CPU per run, on real CIFAR-10.
 TINY = ["IMG_SIZE=32", "PATCH_SIZE=8", "HIDDEN_SIZE=32", "DEPTH=1", "NUM_HEADS=2",
         "MLP_RATIO=2", "BATCH_SIZE=32", "NUM_EPOCHS=2", "LIMIT_TRAIN_BATCHES=3",

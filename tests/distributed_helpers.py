@@ -7,10 +7,12 @@ VITSCALE_REQUIRE_SYSTEM_PACKAGES=1, which turns such a skip into a failure."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_parity_batch(cifar_folder: Path, path: Path) -> Path:
+    """32 real CIFAR-10 training images of every class, normalised as training does, saved
+    as (images, labels) for the parity workers."""
+    import torch
+
+    from vitscale.data import DATASETS, load_splits
+    train, _ = load_splits("cifar10", cifar_folder)
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))[:32]
+    info = DATASETS["cifar10"]
+    images = train.images[order].float() / 255
+    images = (images - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
+    torch.save((images.contiguous(), train.labels[order].long()), path)
+    return path
+
+
+def launch_workers(worker: str, nproc: int, cases: dict, batch: Path, out_dir: Path,
+                   timeout: int = 1200) -> dict:
+    """torchrun `nproc` processes of tests/`worker` over `cases` (name -> overrides); each
+    case's results as the worker wrote them (one launch pays the start-up for many cases)."""
+    repo = Path(__file__).resolve().parents[1]
+    cases_file, out = out_dir / f"cases{nproc}.json", out_dir / f"results{nproc}.json"
+    cases_file.write_text(json.dumps(cases))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc-per-node={nproc}", str(repo / "tests" / worker),
+         "--batch", str(batch), "--out", str(out), "--cases", str(cases_file)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return json.loads(out.read_text())
 
 
 def require_program(path: str, package: str) -> None:

@@ -148,7 +148,10 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
                                                     data_rank)}
 
 
-def main() -> None:
+def serve_cases(run_case, announce: bool = False) -> None:
+    """The worker's command line: run each case of --cases (or the one case of --set) with
+    `run_case(overrides, images, labels, steps)`, gather every rank's result, and write them
+    from rank 0 to --out. Shared with pipeline_worker.py."""
     p = argparse.ArgumentParser()
     p.add_argument("--batch", required=True, help="a .pt file with (images, labels)")
     p.add_argument("--out", required=True)
@@ -166,6 +169,8 @@ def main() -> None:
         every = [None] * dist.get_world_size()
         dist.all_gather_object(every, mine)
         results[name] = every
+        if announce and dist.get_rank() == 0:
+            print(name, "done", flush=True)
     if dist.get_rank() == 0:
         Path(args.out).write_text(json.dumps(results, indent=1))
     dist.barrier()
@@ -173,4 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    serve_cases(run_case)

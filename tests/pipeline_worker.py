@@ -21,8 +21,6 @@ its pipeline rank, with the schedule's measured and theoretical bubble. Rank 0 w
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +30,8 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from parity_worker import BASE, CONFIG, full, full_params, max_diff, named_grads  # noqa: E402
+from parity_worker import (BASE, CONFIG, full, full_params, max_diff, named_grads,  # noqa: E402
+                           serve_cases)
 
 from vitscale.config import load_config  # noqa: E402
 from vitscale.plan import make_plan, pipeline_micro_batches  # noqa: E402
@@ -130,31 +129,5 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
             "events": engine.ledger.events}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", required=True, help="a .pt file with (images, labels)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--cases", help="JSON file: {case name: [KEY=VALUE overrides]}")
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    args = p.parse_args()
-    dist.init_process_group("gloo")
-    images, labels = torch.load(args.batch, weights_only=True)
-    cases = json.loads(Path(args.cases).read_text()) if args.cases else \
-        {"case": args.overrides}
-    results = {}
-    for name, overrides in cases.items():
-        mine = run_case(overrides, images, labels, args.steps)
-        every = [None] * dist.get_world_size()
-        dist.all_gather_object(every, mine)
-        results[name] = every
-        if dist.get_rank() == 0:
-            print(name, "done", flush=True)
-    if dist.get_rank() == 0:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    dist.barrier()
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    serve_cases(run_case, announce=True)

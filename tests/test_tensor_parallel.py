@@ -10,15 +10,9 @@ Three torchrun launches (2, 4 and 8 processes) run all cases, to pay the start-u
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-import torch
 
-from conftest import REPO
+from distributed_helpers import launch_workers, write_parity_batch
 
 pytestmark = pytest.mark.slow
 
@@ -79,29 +73,11 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def parity_batch(cifar_folder, tmp_path_factory):
-    """32 real CIFAR-10 training images of every class, normalised as training does."""
-    from vitscale.data import DATASETS, load_splits
-    train, _ = load_splits("cifar10", cifar_folder)
-    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))[:32]
-    info = DATASETS["cifar10"]
-    images = train.images[order].float() / 255
-    images = (images - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
-    path = tmp_path_factory.mktemp("parity") / "batch.pt"
-    torch.save((images.contiguous(), train.labels[order].long()), path)
-    return path
+    return write_parity_batch(cifar_folder, tmp_path_factory.mktemp("parity") / "batch.pt")
 
 
 def launch(nproc: int, cases: dict, batch, out_dir) -> dict:
-    cases_file, out = out_dir / f"cases{nproc}.json", out_dir / f"results{nproc}.json"
-    cases_file.write_text(json.dumps(cases))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc-per-node={nproc}", str(REPO / "tests" / "parity_worker.py"),
-         "--batch", str(batch), "--out", str(out), "--cases", str(cases_file)],
-        capture_output=True, text=True, timeout=1200, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return json.loads(out.read_text())
+    return launch_workers("parity_worker.py", nproc, cases, batch, out_dir, timeout=1200)
 
 
 @pytest.fixture(scope="module")
