@@ -85,8 +85,9 @@ def main() -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True).stdout
     measured = {r["layout"]: r for r in json.loads(out.strip().splitlines()[-1])["layouts"]}
     rows = []
+    from vitscale.bench.layouts import describe, parse_layout
     for spec, row in planned.items():
-        m = measured[spec]
+        m = measured[describe(parse_layout(spec))]  # bench's own name: 'zero=2' is 'dp,zero=2'
         rows.append({"layout": spec, "planned_step_s": row["step_seconds"],
                      "measured_step_s": BATCH / m["images_per_s"],
                      "measured_images_per_s": m["images_per_s"]})

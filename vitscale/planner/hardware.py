@@ -13,7 +13,7 @@ GPU and per direction, as a ring collective uses them ("bus bandwidth" in NCCL's
 | a100-80  | NVIDIA A100 SXM4 80GB datasheet: 312 TFLOP/s bf16 dense; NVLink 3: 600 GB/s per GPU (300 each way); 8x 200 Gb/s HDR per node (25 GB/s per GPU) |
 | a100-40  | as a100-80 with 40 GB |
 | v100     | NVIDIA V100 SXM2 32GB: 125 TFLOP/s fp16 tensor; NVLink 2: 300 GB/s (150 each way); 100 Gb/s EDR per node shared by 8 (1.6 GB/s per GPU) |
-| cpu      | vitscale's 2-core development machine, measured (benchmarks/README.md, "Tensor parallelism on 2 CPU cores"): ~60 GFLOP/s fp32 for the node (shared by its processes), gloo over loopback ~1 GB/s, ~0.3 ms per collective |
+| cpu      | vitscale's 2-core development machine, measured by benchmarks/cpu_profile.py (results/2026-12-03-cpu-profile.json): fp32 matmul 189 GFLOP/s for the node (shared by its processes); a ViT-Lite-7/4 training step reaches 86% of a core's matmul rate; gloo all-reduce over loopback on 4 processes 1.36 GB/s per rank, 0.22 ms per call |
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ DEVICES = {
     "a100-80": Device("a100-80", 312e12, 80e9, 300e9, 25e9, 15e-6),
     "a100-40": Device("a100-40", 312e12, 40e9, 300e9, 25e9, 15e-6),
     "v100": Device("v100", 125e12, 32e9, 150e9, 1.6e9, 20e-6),
-    "cpu": Device("cpu", 60e9, 24e9, 1e9, 1e9, 3e-4, efficiency=1.0, shared_node=True,
-                  overlaps_communication=False),
+    "cpu": Device("cpu", 189e9, 24e9, 1.36e9, 1.36e9, 2.2e-4, efficiency=0.86,
+                  shared_node=True, overlaps_communication=False),
 }
 
 
