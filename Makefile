@@ -7,9 +7,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # The real CIFAR-10 next to the checkout when it is there; otherwise vitscale downloads it.
 DATA   ?= $(firstword $(wildcard ../shared/datasets/cifar10))
-# Two workers, one test file each at a time: the suite is sized for 2 cores (under 15 minutes);
-# `make test PYTEST_ARGS="-m 'not slow' -n 0"` is the one-minute inner loop.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Two workers, one test file each at a time, longest files first (tests/conftest.py): the suite
+# is sized for 2 cores (under 15 minutes);
+# `make test PYTEST_ARGS="-m 'not slow' -n 0"` is the quick inner loop.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: train test docs install clean
 

@@ -8,6 +8,7 @@ rounding; its conditional evaluation must equal its dense evaluation.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,15 +240,23 @@ def test_the_cost_model_counts_every_variant_and_a_dry_run_plans_it(variant, qui
         assert "fff depth 3 x 1 tree" in dry.stdout and "per rank" in dry.stdout
 
 
-@pytest.mark.slow  # two launches of 2 processes each
+FFF_KEYS = ["FFN='fff'", "FFF_DEPTH=3", "FFF_TREES=2", "FFF_LR_DEPTH=(0.5, 1.0)"]
+
+
+@pytest.fixture(scope="module")
+def fff_one_process(cifar_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("fff_one") / "run"
+    one = run_cli(*train_args(run_dir, cifar_dir, FFF_KEYS))
+    assert one.returncode == 0, one.stderr
+    return run_dir
+
+
+@pytest.mark.slow  # a launch of 2 processes each
 @pytest.mark.parametrize("extra", [[], ["zero.stage=3"]], ids=["ddp", "fsdp2-zero3"])
-def test_fff_data_parallel_matches_one_process(extra, cifar_dir, tmp_path):
+def test_fff_data_parallel_matches_one_process(extra, fff_one_process, cifar_dir, tmp_path):
     """FFF trees (with per-depth LR groups) are ordinary parameters to DDP and FSDP2: two
     processes reach the weights one process reaches at the same global batch."""
-    fff_keys = ["FFN='fff'", "FFF_DEPTH=3", "FFF_TREES=2", "FFF_LR_DEPTH=(0.5, 1.0)"]
-    one = run_cli(*train_args(tmp_path / "one", cifar_dir, fff_keys))
-    assert one.returncode == 0, one.stderr
     two = run_cli("run", "--nproc-per-node", "2",
-                  *train_args(tmp_path / "two", cifar_dir, [*fff_keys, *extra]))
+                  *train_args(tmp_path / "two", cifar_dir, [*FFF_KEYS, *extra]))
     assert two.returncode == 0, two.stdout + two.stderr
-    assert_same_model(tmp_path / "two", tmp_path / "one")
+    assert_same_model(tmp_path / "two", fff_one_process)
