@@ -44,6 +44,8 @@ CASES = {
     "pp2_tp2": (4, PP2 + ONE_D),
     "pp2_dp2_fsdp2_lamb": (4, PP2 + ["zero.stage=2", *LAMB_CLIP]),
     "pp2_dp2_ddp_gpipe": (4, PP2 + ["parallel.pipeline_schedule='gpipe'"]),
+    # ZeRO-1 under a pipeline runs as FSDP2 stage 2 (mesh.py), counted as such.
+    "pp2_dp2_zero1": (4, PP2 + ["zero.stage=1"]),
     "pp2_tp2_dp2": (8, PP2 + ONE_D),
     "pp2_tp2_dp2_zero3_interleaved": (8, PP2 + ONE_D + [
         "zero.stage=3", "parallel.pipeline_schedule='interleaved_1f1b'",

@@ -20,12 +20,14 @@ How data parallelism is done follows from `zero` and the tensor size (`data_para
 |-------------|-------------------------------------|------------------------------------------|
 | none        | DDP                                 | FSDP2 replicating (HSDP, shard group 1)   |
 | stage 1     | DDP + ZeroRedundancyOptimizer       | FSDP2 stage 2 (see below)                 |
+|             | (with a pipeline: FSDP2 stage 2)    |                                          |
 | stage 2 / 3 | FSDP2, resharding after forward at 3 | the same, composed with the tensor dim   |
 
 DDP and ZeroRedundancyOptimizer step and broadcast plain tensors; tensor-parallel parameters
 are DTensors, so under tensor parallelism FSDP2 does the data-parallel part, as torchtitan
 composes them. ZeRO-1 keeps full gradients and shards optimizer state; FSDP2 stage 2 shards
-both for the same communication volume, so it stands in for stage 1 there (logged at start).
+both for the same communication volume, so it stands in for stage 1 there (logged at start),
+and under a pipeline, whose stages step their own parameters, for the same reason.
 
 Every impossible layout is a ConfigError at start, before any process waits on another:
 2D needs T = q^2 (SUMMA, van de Geijn & Watts 1997), 2.5D T = depth x q^2 (Tesseract, Wang
@@ -131,9 +133,6 @@ class ParallelDims:
             what = "sequence_parallel" if self.sequence_parallel else "head='class_parallel'"
             raise ConfigError(f"{layout}parallel.tensor.{what}: not provided yet (stages would "
                               "send token shards / take the loss on class shards): remove it")
-        if self.data_parallel == "ddp_zero1":
-            raise ConfigError(f"{layout}zero stage 1 (DDP + ZeroRedundancyOptimizer): not provided "
-                              "yet: use zero stage 2 (FSDP2, the same bytes) or no zero")
         if self.pipeline_schedule.endswith("zero_bubble") and self.data > 1:
             raise ConfigError(f"{layout}pipeline_schedule={self.pipeline_schedule!r} and "
                               f"{self.data} data-parallel ranks: not provided yet (its split "
@@ -236,7 +235,8 @@ class ParallelDims:
             return "ddp"   # the grid modes' parameters are plain local tensors
         if self.zero_stage == 3:
             return "fsdp_stage3"
-        if self.zero_stage == 2 or (self.zero_stage == 1 and self.tensor > 1):
+        if self.zero_stage == 2 or (self.zero_stage == 1 and (self.tensor > 1 or
+                                                               self.pipeline > 1)):
             return "fsdp_stage2"
         if self.tensor > 1:
             return "fsdp_replicate"

@@ -137,9 +137,9 @@ def _apply_steps(model: nn.Module, cfg, dims, mesh, device: torch.device, precis
         apply_fsdp(model, dims, mesh, precision.name)
         log.info("4/7 data parallel: FSDP2 %s over %d ranks", dims.data_parallel, dims.data)
         if dims.zero_stage == 1:
-            log.info("zero stage 1 under tensor parallelism runs as FSDP2 stage 2: "
-                     "ZeroRedundancyOptimizer cannot step DTensor parameters, and stage 2 "
-                     "holds less for the same communication")
+            log.info("zero stage 1 under tensor or pipeline parallelism runs as FSDP2 stage 2, "
+                     "which holds less for the same communication (ZeroRedundancyOptimizer "
+                     "cannot step DTensor parameters; pipeline stages compose with FSDP2)")
     materialize(model, device, cfg.SEED, cfg.INIT_FROM, whole=whole)
     log.info("5/7 weights: %s on %s", f"from {cfg.INIT_FROM}" if cfg.INIT_FROM else
              f"initialised from SEED={cfg.SEED}", device)

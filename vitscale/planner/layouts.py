@@ -113,9 +113,9 @@ def candidates(world: int, depth: int, micro_batch_choices=(1, 2, 4)) -> list[Ca
                     if d > 1 and q > 1 and q * q * d == t:
                         modes.append(("2.5d", d, False))
             r = world // (p * t)
-            # ZeRO-1 beside tensor parallelism runs as ZeRO-2 (FSDP2 holds the DTensors;
-            # mesh.py): one candidate for both.
-            zeros = [None] if r == 1 else [None, 2, 3] if t > 1 else [None, 1, 2, 3]
+            # ZeRO-1 beside tensor or pipeline parallelism runs as ZeRO-2 (mesh.py
+            # data_parallel): one candidate for both.
+            zeros = [None] if r == 1 else [None, 2, 3] if t > 1 or p > 1 else [None, 1, 2, 3]
             for mode, d, sp in modes:
                 for zero in zeros:
                     for ckpt in (False, True):
