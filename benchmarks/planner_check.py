@@ -65,6 +65,8 @@ def _spearman(a: list[float], b: list[float]) -> float:
 
 
 def main() -> None:
+    from vitscale.bench.layouts import describe, parse_layout
+
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(CONFIG)
     plan = json.loads(subprocess.run(
@@ -85,7 +87,6 @@ def main() -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True).stdout
     measured = {r["layout"]: r for r in json.loads(out.strip().splitlines()[-1])["layouts"]}
     rows = []
-    from vitscale.bench.layouts import describe, parse_layout
     for spec, row in planned.items():
         m = measured[describe(parse_layout(spec))]  # bench's own name: 'zero=2' is 'dp,zero=2'
         rows.append({"layout": spec, "planned_step_s": row["step_seconds"],

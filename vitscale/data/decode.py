@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
 from ..errors import DataError
 
 BAD_IMAGE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
