@@ -298,3 +298,30 @@ def test_mixed_loss_is_the_lambda_weighted_loss():
     expected = 0.3 * F.cross_entropy(logits, labels) + 0.7 * F.cross_entropy(logits, labels[p])
     torch.testing.assert_close(soft_target_cross_entropy(logits, t), expected)
     assert not math.isnan(expected.item())
+
+
+# ---- the last pipeline stage reads labels only -----------------------------------------------
+
+@pytest.mark.parametrize("cfg", [None, BOTH], ids=["plain", "mixed"])
+def test_labels_only_gives_the_targets_of_the_full_loader_without_images(cfg):
+    """data/base.py LabelsOnly (the last pipeline stage's loader): the same labels or soft
+    targets, batch for batch and from a resumed position, with (b, 0) stand-in images."""
+    from vitscale.data.base import LabelsOnly, is_unread, labels_only
+    images, labels = dataset()
+
+    def loader(position=0, only=False):
+        inner = TensorLoader(images, labels, 4, seed=SEED, rank=1, world_size=2)
+        inner.set_epoch(2)
+        inner.load_state_dict({"epoch": 2, "position": position})
+        wrapped = MixingLoader(inner, cfg) if cfg is not None else inner
+        return labels_only(wrapped, images.shape[-1]) if only else wrapped
+
+    for position in (0, 3):
+        full, only = collect(loader(position)), collect(loader(position, only=True))
+        assert len(full) == len(only) == 8 - position
+        for (x, t), (u, t_only) in zip(full, only):
+            assert is_unread(u) and u.shape == (4, 0)
+            assert torch.equal(t, t_only)
+    reader = loader(only=True)
+    assert isinstance(reader if cfg is None else reader.loader, LabelsOnly)
+    assert len(reader) == 8 and reader.state_dict() == {"epoch": 2, "position": 0}

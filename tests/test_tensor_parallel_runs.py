@@ -103,6 +103,24 @@ def test_each_mode_config_trains_like_the_vanilla_config(mode, nproc, layout, va
         assert rank["parameters_per_rank"] < 0.4 * rank["parameters_total"]
 
 
+def test_hybrid_pipeline_config_trains_like_the_vanilla_config(vanilla, cifar_dir, tmp_path):
+    """Issue 13's 8-process run: pipeline 2 x tensor 2 (1D) x data 2 follows the vanilla
+    config's per-step loss; the evaluation batch is per data-parallel rank (EVAL_BATCH_SIZE
+    halves so that both read the same 32 test images)."""
+    run = tmp_path / "pp2_tp2_dp2"
+    out = train(str(REPO / "configs/cifar10/hybrid/vit_lite_pp2_tp2_dp2.py"), run, cifar_dir,
+                LITE + ["EVAL_BATCH_SIZE=8"], nproc=8)
+    assert "pipeline 2" in out.stdout and "micro-batches" in out.stdout
+    a = [r["loss"] for r in records(run, "train")]
+    b = [r["loss"] for r in records(vanilla, "train")]
+    assert len(a) == len(b) == 20
+    assert a == pytest.approx(b, rel=1e-4)
+    [ta], [tb] = records(run, "test"), records(vanilla, "test")
+    assert ta["images"] == tb["images"] == 32
+    assert ta["acc1"] == pytest.approx(tb["acc1"], abs=0.01)
+    assert ta["loss"] == pytest.approx(tb["loss"], rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def one_process(cifar_dir, tmp_path_factory) -> dict[str, Path]:
     """The tiny recipe on one process: 1 epoch and 2 epochs (what every layout must match)."""

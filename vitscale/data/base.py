@@ -78,3 +78,71 @@ class ShardedLoader:
         """This epoch's batches of indices, all of them (skipped ones included)."""
         order, b = self._indices(), self.batch_size
         return [order[i * b:(i + 1) * b] for i in range(len(self))]
+
+
+# ---- pipeline stages that need no images ------------------------------------------------------
+
+def unread_images(batch: int, device) -> torch.Tensor:
+    """The stand-in for a batch's images on a rank that does not read them (a pipeline stage
+    other than the first): an empty (b, 0) tensor. It carries the batch size, which is all
+    such a rank needs (the shapes its stages receive), and costs nothing."""
+    return torch.empty(batch, 0, device=device)
+
+
+def is_unread(images: torch.Tensor) -> bool:
+    return images.dim() == 2 and images.shape[1] == 0
+
+
+class LabelsOnly:
+    """A loader (base.py protocol) that yields (unread_images(b), labels) in the order and
+    from the position of the ShardedLoader it wraps, without reading, decoding or augmenting
+    one image: what the last pipeline stage reads in training, and every stage but the first
+    in evaluation. The wrapped loader keeps owning epoch and position (state_dict is its)."""
+
+    def __init__(self, loader: ShardedLoader, labels: torch.Tensor, image_size: int):
+        self.loader, self.labels = loader, labels
+        self.image_size = image_size     # the side of the images not read (CutMix's box)
+
+    def __iter__(self):
+        inner = self.loader
+        device = getattr(inner, "device", None)
+        start, inner.position = inner.position, 0
+        for i, idx in enumerate(inner._batches()):
+            inner.position = i + 1
+            if i < start:      # resumed mid-epoch: these batches were read before
+                continue
+            yield unread_images(len(idx), device), self.labels[idx].to(device)
+        inner.position = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+
+    def __getattr__(self, name: str):
+        # Only called for names not found above (epoch, position, batch_size, seed, ...).
+        if name in ("loader", "labels", "image_size"):
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+def labels_only(loader, image_size: int):
+    """`loader` reading labels only (LabelsOnly), through a MixingLoader if it wraps one; a
+    loader without a label array is returned as is."""
+    from .mix import MixingLoader
+    if isinstance(loader, MixingLoader):
+        inner = labels_only(loader.loader, image_size)
+        return loader if inner is loader.loader else MixingLoader(inner, loader.cfg)
+    labels = getattr(loader, "labels", None)
+    if labels is None:          # DALI keeps them with its source
+        labels = getattr(getattr(loader, "source", None), "labels", None)
+    if isinstance(loader, ShardedLoader) and labels is not None:
+        return LabelsOnly(loader, labels, image_size)
+    return loader

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import sharding
+from .base import is_unread
 
 # Stream of sharding.epoch_generator reserved for Mixup/CutMix (0: order, 1: crop and flip).
 MIX_STREAM = 2
@@ -216,6 +217,20 @@ def apply_mix(images: torch.Tensor, labels: torch.Tensor, draw: MixDraw,
     return images, targets
 
 
+def mix_labels(labels: torch.Tensor, draw: MixDraw, cfg: MixConfig, height: int,
+               width: int) -> torch.Tensor:
+    """The soft targets apply_mix gives a batch of `height` x `width` images, without the
+    images (the last pipeline stage reads labels only: base.LabelsOnly)."""
+    targets = soft_targets(labels, cfg.num_classes, cfg.label_smoothing)
+    partner = pair_partners(len(labels), labels.device)
+    if draw.kind == "mixup":
+        return mix_targets(targets, draw.lam, partner)
+    if draw.kind == "cutmix":
+        box = cutmix_box(draw.lam, draw.center, height, width)
+        return mix_targets(targets, box_lambda(box, height, width), partner)
+    return targets
+
+
 # ---- the loader ------------------------------------------------------------------------------
 
 class MixingLoader:
@@ -240,7 +255,11 @@ class MixingLoader:
         for _ in range(getattr(self.loader, "position", 0)):
             next(draws)
         for (images, labels), draw in zip(self.loader, draws):
-            yield apply_mix(images, labels, draw, self.cfg)
+            if is_unread(images):
+                side = self.loader.image_size
+                yield images, mix_labels(labels, draw, self.cfg, side, side)
+            else:
+                yield apply_mix(images, labels, draw, self.cfg)
 
     # The loader protocol, passed through (explicit, so that it reads as the protocol).
     def __len__(self) -> int:

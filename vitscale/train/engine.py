@@ -312,22 +312,33 @@ def build_engine(cfg: Config, data=None, device: str | torch.device | None = Non
                                 eval_batch=plan.eval_batch, device=device, rank=train_rank,
                                 world_size=train_world, num_classes=plan.model.num_classes,
                                 eval_rank=data_rank, eval_world_size=plan.dims.data)
-        if plan.dims.pipeline > 1 and loaders.train is not None:
+        if plan.dims.pipeline > 1:
             loaders = _stage_loaders(loaders, plan, mesh)
     return engine_from_plan(cfg, plan, device, mesh, loaders)
 
 
 def _stage_loaders(loaders, plan: Plan, mesh):
-    """Under pipeline parallelism only the first stage needs images and the last labels: a
-    rank that holds neither reads no training data (its loader yields (None, None))."""
+    """Under pipeline parallelism only the first stage needs images and the last labels.
+    Training: a rank with the first stage reads both, one with only the last reads labels
+    (data/base.py LabelsOnly: no image decoded or augmented), any other reads nothing (its
+    loader yields (None, None)). Evaluation: every pipeline rank computes the metrics from the
+    broadcast logits, so each reads labels; only the first stage's rank reads images."""
+    from ..data.base import labels_only
     from ..parallel.pipeline import stage_ids
     dims = plan.dims
     ids = stage_ids(mesh["pp"].get_local_rank(), dims.pipeline, dims.pipeline_chunks,
                     dims.pipeline_schedule)
-    if 0 in ids or dims.pipeline * dims.pipeline_chunks - 1 in ids:
+    if 0 in ids:
         return loaders
+    side = plan.model.img_size
+    train = loaders.train
+    if train is not None:
+        last = dims.pipeline * dims.pipeline_chunks - 1 in ids
+        train = labels_only(train, side) if last else NoData(len(train))
     import dataclasses
-    return dataclasses.replace(loaders, train=NoData(len(loaders.train)))
+    return dataclasses.replace(
+        loaders, train=train, evaluation=labels_only(loaders.evaluation, side),
+        val=labels_only(loaders.val, side) if loaders.val is not None else None)
 
 
 class NoData:
