@@ -171,7 +171,8 @@ def test_derived_values_for_the_shipped_configs():
      "world size 6 is not divisible by pipeline x tensor = 1 x 4"),
 
     # A layout that is valid but not run yet is refused before the world size is checked.
-    (8, {"pipeline": 2, "tensor": {"mode": "2d", "size": 4}}, "tensor mode '2d': not provided yet"),
+    (8, {"pipeline": 2, "tensor": {"mode": "1d", "size": 4, "sequence_parallel": True}},
+     "sequence_parallel: not provided yet"),
     (4, {"pipeline": 2, "pipeline_schedule": "interleaved_1f1b"}, "set parallel.pipeline_chunks=2"),
     (4, {"pipeline": 2, "pipeline_chunks": 2}, "runs one stage per rank"),
     (4, {"pipeline": 4, "pipeline_schedule": "interleaved_1f1b", "pipeline_chunks": 2},
@@ -199,6 +200,11 @@ def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     (16, {"parallel": {"tensor": {"mode": "3d", "size": 8}}, "zero": {"stage": 2}},
      "zero stage 2 with tensor mode '3d' is not run yet"),
     (4, {"parallel": {"tensor": {"mode": "2d", "size": 4}}}, None),
+    # Under a pipeline each grid rank cuts its own share of the batch into the micro-batches.
+    (8, {"parallel": {"pipeline": 2, "tensor": {"mode": "2d", "size": 4}}}, None),
+    (16, {"parallel": {"pipeline": 2, "tensor": {"mode": "3d", "size": 8}}}, None),
+    (8, {"parallel": {"pipeline": 2, "tensor": {"mode": "2d", "size": 4}},
+         "NUM_MICRO_BATCHES": 8}, "does not divide the 4 images each rank of the 2d grid"),
 ])
 def test_grid_modes_check_what_they_split(world, values, message):
     cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", **values})

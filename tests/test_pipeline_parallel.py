@@ -1,5 +1,5 @@
-"""Pipeline parallelism, alone and with tensor and data parallelism, against one process on
-real CIFAR-10 (issue #13).
+"""Pipeline parallelism, alone and with tensor (1D, 2D, 2.5D, 3D) and data parallelism,
+against one process on real CIFAR-10 (issue #13).
 
 Each case is a pipelined layout on real gloo processes (tests/pipeline_worker.py). For the
 same model (4 blocks), seed and batch it must give the single process's initial weights, the
@@ -7,8 +7,9 @@ logits of a pipelined forward, the loss of one schedule, every gradient its stag
 (gathered to full shape) and every such parameter after 3 optimizer steps within 1e-5 in
 fp32; the pipeline ranks together hold every parameter of the model. The point-to-point
 bytes each pipeline rank sends (and the tensor-parallel bytes inside its stages) equal
-parallel/costs.py's formulas for that rank. One torchrun launch per world size (2, 4, 8)
-runs all of its cases.
+parallel/costs.py's formulas for that rank (a grid's stages send this rank's block of the
+boundary activation, and hold the embeddings or the final norm and head only on the first or
+last stage). One torchrun launch per world size (2, 4, 8, 16) runs all of its cases.
 
 Not held here: the data-parallel bytes under a pipeline (costs.py still counts a stage as
 ceil(L/P) blocks of the whole model's shapes, and FSDP2 under pipelining gathers parameters
@@ -47,11 +48,22 @@ CASES = {
     # ZeRO-1 under a pipeline runs as FSDP2 stage 2 (mesh.py), counted as such.
     "pp2_dp2_zero1": (4, PP2 + ["zero.stage=1"]),
     "pp2_tp2_dp2": (8, PP2 + ONE_D),
+    # Each stage sends this rank's block [b/2, N, D/2] of the boundary activation; the last
+    # stage's loss is on its share of the batch, summed over the grid's batch dimension.
+    "pp2_2d_tp4": (8, PP2 + ["parallel.tensor.mode='2d'", "parallel.tensor.size=4"]),
+    # The same code carries 2.5D ([b/(d q), N, D/q], gradients summed over depth) and 3D
+    # ([b/q^2, N, D/q] in the cube's layout A, which blocks take and give): one 16-process
+    # launch (~75 s on 2 cores) for both.
+    "pp2_2p5d_tp8_depth2": (16, PP2 + ["parallel.tensor.mode='2.5d'", "parallel.tensor.size=8",
+                                       "parallel.tensor.depth=2"]),
+    "pp2_3d_tp8": (16, PP2 + ["parallel.tensor.mode='3d'", "parallel.tensor.size=8"]),
     "pp2_tp2_dp2_zero3_interleaved": (8, PP2 + ONE_D + [
         "zero.stage=3", "parallel.pipeline_schedule='interleaved_1f1b'",
         "parallel.pipeline_chunks=2"]),
 }
 TOL = 1e-5
+# The tensor group's mesh dimensions: 1D's, and the grids' (distributed/mesh.py tensor_dims).
+TENSOR_DIMS = ("tp", "tp_col", "tp_row", "tp_dep", "tp_z", "tp_y", "tp_x")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +79,7 @@ def launch(nproc: int, cases: dict, batch, out_dir) -> dict:
 def results(pipeline_batch, tmp_path_factory) -> dict:
     out_dir = tmp_path_factory.mktemp("pipeline_results")
     found = {}
-    for nproc in (2, 4, 8):
+    for nproc in (2, 4, 8, 16):
         cases = {name: overrides for name, (n, overrides) in CASES.items() if n == nproc}
         found.update(launch(nproc, cases, pipeline_batch, out_dir))
     return found
@@ -88,11 +100,12 @@ def test_pipeline_matches_one_process(case, results):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_pipeline_bytes_match_the_formulas(case, results):
-    """Point-to-point (and tensor-parallel) bytes of each rank's first step equal costs.py's."""
+    """Point-to-point (and tensor-parallel, grid dimensions included) bytes of each rank's
+    first step equal costs.py's."""
     for rank in results[case]:
         measured = rank["accounting"]["comm_bytes_per_step"]["by_dim"]
         predicted = rank["predicted"]
-        for dim in ("pp", "tp"):
+        for dim in ("pp", *TENSOR_DIMS):
             kinds = set(measured.get(dim, {})) | set(predicted.get(dim, {}))
             for kind in kinds:
                 m = measured.get(dim, {}).get(kind, {}).get("bytes", 0)

@@ -314,8 +314,9 @@ def _check_pipeline_keys(cfg: Config, dims: ParallelDims, size: ViTSize, per_dev
     """NUM_MICRO_BATCHES and TENSOR_SHAPE (seed 003's pipeline keys) against the layout: the
     per-device batch splits into NUM_MICRO_BATCHES micro-batches, and each stage sends
     (micro-batch / batch split, SEQ_LENGTH, HIDDEN_SIZE / hidden split) activations, where the
-    tensor mode splits the batch and width as Colossal-AI's layers do (1D: none; 2D and 2.5D:
-    q each; 3D: batch q^2, width q)."""
+    tensor mode splits the batch and width as Colossal-AI's layers do (1D: none; 2D: q each;
+    2.5D: batch d q, width q; 3D: batch q^2, width q). Micro-batches are cut from each grid
+    rank's own share of the batch, so that share must split into them too."""
     if dims.pipeline == 1:
         return  # listed as ignored when the config is read (colossal.py)
     micro = pipeline_micro_batches(cfg, dims)
@@ -323,14 +324,16 @@ def _check_pipeline_keys(cfg: Config, dims: ParallelDims, size: ViTSize, per_dev
         default = "" if cfg.NUM_MICRO_BATCHES else f" (the default: the pipeline size)"
         raise ConfigError(f"NUM_MICRO_BATCHES={micro}{default} does not divide the per-device "
                           f"batch {per_device}: choose a divisor of {per_device}")
+    share = per_device // dims.batch_split   # a grid rank's images (check_shapes: divisible)
+    if share % micro:
+        raise ConfigError(f"NUM_MICRO_BATCHES={micro} does not divide the {share} images each "
+                          f"rank of the {dims.tensor_mode} grid reads per step (per-device batch "
+                          f"{per_device} / batch split {dims.batch_split}): choose a divisor of "
+                          f"{share}")
     if cfg.TENSOR_SHAPE is None:
         return
-    q = {"2d": lambda t: round(t ** 0.5), "2.5d": lambda t: round((t // dims.tensor_depth) ** 0.5),
-         "3d": lambda t: round(t ** (1 / 3))}.get(dims.tensor_mode, lambda t: 1)(dims.tensor)
-    batch_split, width_split = {"2d": (q, q), "2.5d": (q, q), "3d": (q * q, q)}.get(
-        dims.tensor_mode, (1, 1))
-    expected = (per_device // micro // batch_split, size.seq_length,
-                size.width // width_split)
+    expected = (per_device // micro // dims.batch_split, size.seq_length,
+                size.width // dims.grid_side)
     if tuple(cfg.TENSOR_SHAPE) != expected:
         raise ConfigError(f"TENSOR_SHAPE={tuple(cfg.TENSOR_SHAPE)} differs from the activations "
                           f"each pipeline stage sends in this layout, {expected} (micro-batch, "

@@ -123,12 +123,10 @@ class ParallelDims:
 
     def _check_pipeline_runnable(self) -> None:
         """Pipeline parallelism runs with 1D tensor parallelism (replicated head, no sequence
-        parallelism) and with DDP or FSDP2; the rest is refused with one line."""
+        parallelism), with the grid modes (2D, 2.5D, 3D: each stage sends this rank's block
+        of the boundary activation, [b/s, N, D/q]) and with DDP or FSDP2; the rest is refused
+        with one line."""
         layout = f"parallel.pipeline={self.pipeline} with "
-        if self.grid_mode:
-            raise ConfigError(f"{layout}tensor mode {self.tensor_mode!r}: not provided yet (the "
-                              "grid modes' stages would send their batch and width blocks): use "
-                              "tensor mode '1d' or pipeline=1")
         if self.sequence_parallel or self.class_parallel_head:
             what = "sequence_parallel" if self.sequence_parallel else "head='class_parallel'"
             raise ConfigError(f"{layout}parallel.tensor.{what}: not provided yet (stages would "

@@ -96,8 +96,11 @@ def _parallelize_pipeline(model, cfg, dims, mesh, device, precision) -> Parallel
     pipeline = Pipeline(stages, ids, dims, mesh, device, model.size, residual_dtype=residual,
                         input_dtype=low if precision.name == "pure_bf16" else torch.float32,
                         logits_dtype=torch.float32 if precision.name == "fp32" else low)
-    return Parallelized(PipelinedModel(stages, pipeline), output_layout(dims, mesh),
-                        pipeline=pipeline)
+    whole = PipelinedModel(stages, pipeline)
+    # A grid mode's blocks under their names in the whole model: the partial-sum gradients of
+    # this rank's stages are summed after the schedule, and to_global gives checkpoints and
+    # exports each of its parameters whole, stage by stage.
+    return Parallelized(whole, output_layout(dims, mesh), layouts(whole), pipeline=pipeline)
 
 
 def _apply_steps(model: nn.Module, cfg, dims, mesh, device: torch.device, precision,

@@ -186,13 +186,36 @@ def _fsdp_padded(size: ViTSize, dims, tensor_rank: int = 0) -> int:
     return total
 
 
+def _stage_ends(shape: StepShape) -> tuple[bool, bool]:
+    """(first, last): whether this rank holds the first pipeline stage (patch embedding,
+    class token, position embedding) and the last (final norm, head). Both without a
+    pipeline, and for pipeline_rank None (the average rank, counted with both: an upper
+    bound on what a stage's parameters add)."""
+    dims = shape.dims
+    if dims.pipeline == 1 or shape.pipeline_rank is None:
+        return True, True
+    from .pipeline import stage_ids
+    name, chunks = _schedule(shape)
+    ids = stage_ids(shape.pipeline_rank, dims.pipeline, chunks, name)
+    return 0 in ids, dims.pipeline * chunks - 1 in ids
+
+
+def _held_blocks(shape: StepShape) -> list[tuple[str, tuple[int, ...], object]]:
+    """grid_blocks of the parameters this rank holds: under a pipeline, its stage's blocks
+    (shape.size's depth) and the embeddings or the norm and head where it has those stages."""
+    first, last = _stage_ends(shape)
+    return [(name, local, plan) for name, local, plan in grid_blocks(shape.size, shape.dims)
+            if (first or not name.startswith(("patch_embed.", "cls_token", "pos_embed")))
+            and (last or not name.startswith(("norm.", "head.")))]
+
+
 def _split_dims(shape: StepShape) -> list[tuple[str, int, tuple[str, ...]]]:
     """(name, number of dimensions, mesh dimensions it is split over) per parameter."""
     dims = shape.dims
     if dims.grid_mode:
         sizes = dict(dims.tensor_dims)
         out = []
-        for name, local, plan in grid_blocks(shape.size, dims):
+        for name, local, plan in _held_blocks(shape):
             split = tuple(dict.fromkeys(d for d, _ in plan.shard if sizes[d] > 1))
             out.append((name, len(local), split))
         return out
@@ -273,16 +296,18 @@ def _grid_tensor(shape: StepShape, out: Traffic) -> None:
             out.add("tp_x", "reduce_scatter", (o // q) * (i // q) * e_w, q, n)
         width = "tp_z"
     # LayerNorm statistics over the split width: 2 all-reduces of b N fp32 forward (again when
-    # recomputed), 1 of 2 b N backward; the classifier's partial logits, forward.
-    norms = 2 * L + 1
+    # recomputed), 1 of 2 b N backward; the classifier's partial logits, forward. Under a
+    # pipeline the final norm and the classifier run on the last stage only.
+    _, last = _stage_ends(shape)
+    norms = 2 * L + last
     out.add(width, "all_reduce", b * N * 4, q, a * (norms + 2 * L * shape.checkpointing) * 2)
     out.add(width, "all_reduce", 2 * b * N * 4, q, a * norms)
-    out.add(width, "all_reduce", b * C * e_c, q, a)
+    out.add(width, "all_reduce", b * C * e_c, q, a * last)
     # Once per step: gradients that are partial sums over ranks that saw other images, one
-    # flat all-reduce per group.
+    # flat all-reduce per group (of the parameters this rank's stages hold).
     by_partial: dict[tuple[str, ...], int] = defaultdict(int)
     sizes = dict(dims.tensor_dims)
-    for _, local, plan in grid_blocks(size, dims):
+    for _, local, plan in _held_blocks(shape):
         by_partial[tuple(d for d in plan.partial if sizes[d] > 1)] += math.prod(local)
     for partial, numel in by_partial.items():
         for d in partial:

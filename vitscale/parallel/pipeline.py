@@ -273,17 +273,22 @@ class Pipeline:
         self.busy = 0.0           # seconds in this rank's stage computations, last step
         self.step_seconds = 0.0
 
-    # -- shapes
+    # -- shapes: this rank's own, static (PipelineStage exchanges none at run time)
     def _input_meta(self, stage: int, batch: int) -> torch.Tensor:
+        """What stage `stage` takes on this rank for `batch` of this rank's images: images on
+        the first stage, else the boundary activation [b, N, D], of which a grid rank holds
+        the width chunk [b, N, D/q] (its `batch` already its own share, b/s)."""
         s = self.size
         if stage == 0:
             return torch.empty(batch, 3, s.img_size, s.img_size, dtype=self.input_dtype,
                                device="meta")
         # requires_grad: the stage computes this input's gradient and sends it back.
-        return torch.empty(batch, s.seq_length, s.width, dtype=self.residual_dtype,
-                           device="meta", requires_grad=True)
+        return torch.empty(batch, s.seq_length, s.width // self.dims.grid_side,
+                           dtype=self.residual_dtype, device="meta", requires_grad=True)
 
     def _output_meta(self, stage: int, batch: int) -> torch.Tensor:
+        """The last stage's logits [b, C] (a grid's classifier sums its partial logits over
+        the width, so every class is whole on each rank), else the next stage's input."""
         if stage == self.num_stages - 1:
             return torch.empty(batch, self.size.num_classes, dtype=self.logits_dtype,
                                device="meta", requires_grad=True)
@@ -291,7 +296,9 @@ class Pipeline:
 
     def build_schedule(self, loss_fn, micro_batches: int, micro_batch: int) -> None:
         """The schedule of `micro_batches` micro-batches of `micro_batch` images over this
-        rank's stages, with static shapes (no shape exchange at run time)."""
+        rank's stages, with static shapes (no shape exchange at run time). `micro_batch`
+        counts this rank's images: a grid rank's share of the batch is cut into the
+        micro-batches along dim 0, as every other rank's batch is."""
         from torch.distributed.pipelining import PipelineStage
         self.micro_batches, self.micro_batch = micro_batches, micro_batch
         b = micro_batch

@@ -101,7 +101,10 @@ class Engine:
         the pipeline group too (its other ranks hold the other stages)."""
         from ..plan import pipeline_micro_batches
         micro = pipeline_micro_batches(self.cfg, self.plan.dims) * self.plan.accumulation
-        per_rank = self.plan.per_device_batch * self.plan.accumulation
+        # This rank's images per step: a grid rank reads 1/s of its data-parallel rank's batch
+        # (s = batch_split) and cuts that share into the micro-batches.
+        per_rank = self.plan.per_device_batch * self.plan.accumulation // \
+            self.plan.dims.batch_split
         self.precision.norm_groups = (self.pipeline.group,)
         # The model's size is the sum over the pipeline ranks (each holds its stages).
         import torch.distributed as dist
@@ -148,7 +151,7 @@ class Engine:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
-        n = self.plan.per_device_batch * self.plan.accumulation
+        n = self.plan.per_device_batch * self.plan.accumulation // self.plan.dims.batch_split
         return StepOutput(loss=totals[0] / n, correct=totals[1].round().long(), images=n)
 
     def pipeline_log(self) -> dict:

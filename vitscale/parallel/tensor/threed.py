@@ -122,6 +122,7 @@ def apply_3d(model: nn.Module, mesh, dims) -> None:
             if isinstance(linear, nn.Linear):
                 _swap(linear, Linear3D, grid)
                 linear.direction = direction_of(child, name)
-    _grid_norm(model.norm, grid, "tp_z")
-    _swap(model.head, Classifier3D, grid)
+    if model.head is not None:              # a pipeline's last stage, or the whole model
+        _grid_norm(model.norm, grid, "tp_z")
+        _swap(model.head, Classifier3D, grid)
     place_all(model, grid, plans)

@@ -120,9 +120,10 @@ def _swap(module: nn.Module, cls: type, grid: Grid) -> nn.Module:
 
 
 def block_children(model: nn.Module, mode: str):
-    """(block path, child name, child) of every child with parameters, refusing the kinds a
-    grid mode has no plan for (FFF)."""
-    for i, block in enumerate(model.blocks):
+    """(block path, child) of every child with parameters, refusing the kinds a grid mode has
+    no plan for (FFF). Paths use the blocks' own names: a pipeline stage's blocks keep their
+    indices in the whole model (blocks.4 stays blocks.4)."""
+    for i, block in model.blocks.named_children():
         for name, child in block.named_children():
             if isinstance(child, (Attention, MLP, nn.LayerNorm)):
                 yield f"blocks.{i}.{name}", child
@@ -171,9 +172,14 @@ def plan_2d(model: nn.Module, mode: str = "2d") -> dict[str, BlockPlan]:
 
 
 def _has(model: nn.Module, name: str) -> bool:
-    module_path, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_path) if module_path else model
-    return getattr(module, attr, None) is not None
+    """Whether `model` holds parameter `name` (a pipeline stage lacks the embeddings or the
+    norm and head: those modules are None there)."""
+    module = model
+    for part in name.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return False
+    return True
 
 
 def place_all(model: nn.Module, grid: Grid, plans: dict[str, BlockPlan]) -> None:
@@ -192,8 +198,9 @@ def apply_2d(model: nn.Module, mesh, dims) -> None:
         for linear in child.children():
             if isinstance(linear, nn.Linear):
                 _swap(linear, Linear2D, grid)
-    _grid_norm(model.norm, grid, "tp_row")
-    _swap(model.head, Classifier2D, grid)
+    if model.head is not None:              # a pipeline's last stage, or the whole model
+        _grid_norm(model.norm, grid, "tp_row")
+        _swap(model.head, Classifier2D, grid)
     place_all(model, grid, plans)
 
 
