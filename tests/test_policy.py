@@ -66,6 +66,19 @@ def test_every_op_at_every_magnitude_equals_torchvision(make, images):
         assert torch.equal(got, want), f"{entry} differs from torchvision"
 
 
+@pytest.mark.parametrize("make", POLICIES[:2])
+def test_every_op_equals_torchvision_on_every_8bit_value(make):
+    """The ops look their results up in tables (policy.py): images that hold each of the 256
+    values in every channel, in random places, and random full-range noise (Sharpness's and
+    Equalize's neighbourhoods and histograms far from photographs')."""
+    g = torch.Generator().manual_seed(3)
+    ramp = torch.arange(256, dtype=torch.uint8).repeat(4)                  # 1024 = 32 x 32
+    every = torch.stack([torch.stack([ramp[torch.randperm(1024, generator=g)].view(32, 32)
+                                      for _ in range(3)]) for _ in range(8)])
+    noise = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g)
+    test_every_op_at_every_magnitude_equals_torchvision(make, torch.cat([every, noise]))
+
+
 def test_a_mixed_batch_equals_the_chain_of_ops_image_by_image(images):
     """Each image its own sub-policy, steps and signs, grouped by op in one call."""
     policy = AutoAugment("cifar10", 32, 32)

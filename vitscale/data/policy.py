@@ -13,21 +13,30 @@ pipeline sees the same distribution of images as one on the DataLoader path.
 How it is batched. The draws are one entry index per image and slot (-1: nothing), into a
 small table of (op, signed magnitude) entries the policy can produce (<= 100 for AutoAugment,
 <= 27 for RandAugment). A slot is applied op by op: the images of the batch that drew op o are
-gathered, transformed together with their own magnitudes (per-image factors, thresholds, bit
-masks, or affine matrices), and written back. The five geometric ops (shears, translations,
-rotation) share one grid_sample with a per-image matrix. So a slot costs at most 11 batched
-kernels whatever the batch size; the loop is over ops, never images. The groups are found on
-the CPU draws, so the device is never synced.
+gathered, transformed together with their own entries, and written back. So a slot costs at
+most 10 batched kernels whatever the batch size; the loop is over ops, never images. The
+groups are found on the CPU draws, so the device is never synced.
 
     policy = build_policy(autoaugment="cifar10", height=32, width=32)  # or randaugment=(2, 9)
     entries = policy.draw(n, generator)                   # (n, slots) int64, on the CPU
     images = policy.apply(images_uint8, entries)          # (B, 3, H, W) uint8, any device
 
+How an op is applied: by table lookup wherever torchvision's arithmetic depends on few inputs.
+The five geometric ops (shears, translations, rotation) are fixed pixel permutations per entry
+(nearest interpolation, zero fill): one uint8 gather through a per-entry source index, worked
+out once by resampling an image of pixel numbers. Brightness, Posterize, Solarize and Invert
+map each value through a 256-entry table per entry; Color and Sharpness blend a value with one
+other 8-bit value (the grey level, the smoothed value) through a 65,536-entry table per entry;
+Contrast, AutoContrast and Equalize build a 256-entry table per image or channel from its
+statistics. The tables hold torchvision's own float arithmetic evaluated on every input, so
+they are exact by construction, and the per-pixel work is integer gathers, uint8 in and out.
+
 Equal to torchvision.transforms.v2.functional's ops image by image, pixel for pixel, on the
-CPU (tests/test_policy.py): the geometric grids are built in the same float32 order, and the
-blends (Brightness, Color, Contrast, Sharpness) take their multiply-add in float64, which is
-exact for 8-bit inputs and rounds once, as torchvision's fused add(alpha=...) does; a second
-rounding would move grey pixels by one level, since uint8 conversion truncates.
+CPU (tests/test_policy.py, also on images holding every 8-bit value): the geometric grids are
+built in the same float32 order, and the blends (Brightness, Color, Contrast, Sharpness) take
+their multiply-add in float64, which is exact for 8-bit inputs and rounds once, as
+torchvision's fused add(alpha=...) does; a second rounding would move grey pixels by one level,
+since uint8 conversion truncates.
 """
 
 from __future__ import annotations
@@ -152,13 +161,16 @@ class Policy:
     # ---- applying the draws -------------------------------------------------------------
 
     def apply(self, images: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) images with entries (B, slots), slot after slot."""
+        """uint8 (B, C, H, W) images with entries (B, slots), slot after slot; returns a new
+        contiguous (NCHW) uint8 batch."""
         if tuple(images.shape[-2:]) != self.size:
             raise ValueError(f"{self.name} was built for {self.size} images, got "
                              f"{tuple(images.shape[-2:])}")
         tables = self._tables(images.device)
         op_of = torch.tensor([self._op_id(e.op) for e in self.entries] + [-1])  # [-1]: none
-        out = images.clone()
+        # One copy into the plain layout first: the ops flatten (C, H, W) into rows, and a
+        # cropped or channels-last batch made every op stride through memory (2-4x slower).
+        out = torch.empty_like(images, memory_format=torch.contiguous_format).copy_(images)
         for slot in range(entries.shape[1]):
             chosen = entries[:, slot]
             ops = op_of[chosen]                            # -1 (index -1) for "no op"
@@ -183,25 +195,12 @@ class Policy:
         return RANDAUGMENT_OPS.index(op) if op in RANDAUGMENT_OPS else len(RANDAUGMENT_OPS)
 
     def _tables(self, device: torch.device) -> dict:
-        """Per-entry parameters on `device`: inverse affine matrices (E, 2, 3) float32,
-        blend weights of the image (factor) and of the other operand (1 - factor, each
-        rounded to float32 from float64), posterize masks (E,) uint8, solarize thresholds."""
+        """Per-entry parameters on `device`, built once on the CPU (so every device resamples
+        with the CPU's, i.e. torchvision's, rounding): see _build_tables."""
         if device not in self._device_tables:
-            h, w = self.size
-            theta, factor, other, mask, threshold = [], [], [], [], []
-            for e in self.entries:
-                theta.append(_inverse_affine_of(e.op, e.magnitude, h, w))
-                factor.append(1.0 + e.magnitude if e.op in SIGNED else 1.0)
-                other.append(1.0 - factor[-1])   # in float64, then rounded, as torchvision
-                bits = int(e.magnitude) if e.op == "Posterize" else 8
-                mask.append(((1 << bits) - 1) << (8 - bits))
-                threshold.append(255.0 * e.magnitude if e.op == "Solarize" else 256.0)
-            self._device_tables[device] = dict(
-                theta=torch.tensor(theta, dtype=torch.float32, device=device).view(-1, 2, 3),
-                factor=torch.tensor(factor, dtype=torch.float32, device=device),
-                other=torch.tensor(other, dtype=torch.float64, device=device).float().double(),
-                mask=torch.tensor(mask, dtype=torch.uint8, device=device),
-                threshold=torch.tensor(threshold, dtype=torch.float32, device=device))
+            cpu = self._device_tables.get(torch.device("cpu")) or _build_tables(
+                self.entries, *self.size)
+            self._device_tables[device] = {k: v.to(device) for k, v in cpu.items()}
         return self._device_tables[device]
 
 
@@ -279,7 +278,7 @@ def build_policy(*, autoaugment: str | None = None, randaugment: tuple[int, int]
     return None
 
 
-# ---- the ops, each on a group of images with per-image parameters ------------------------------
+# ---- geometry ---------------------------------------------------------------------------------
 
 def _inverse_affine_of(op: str, m: float, height: int, width: int) -> list[float]:
     """The inverse affine matrix (output pixel -> input pixel, centred coordinates) of a
@@ -316,21 +315,135 @@ def inverse_affine(center, angle, translate, shear) -> list[float]:
     return inv
 
 
-def _affine(x: torch.Tensor, which: torch.Tensor, tables: dict) -> torch.Tensor:
-    """Nearest-neighbour resampling through each image's inverse matrix, zero fill outside.
-    The grid is built as torchvision's _affine_grid: pixel centres in centred coordinates,
-    times theta^T scaled to [-1, 1]; grid_sample(align_corners=False) undoes the scaling."""
-    k, _, h, w = x.shape
-    theta = tables["theta"][which]                                            # (k, 2, 3)
-    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=x.device)
-    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=x.device)
-    base = torch.empty(1, h, w, 3, device=x.device)
+# ---- the tables: each op's exact arithmetic, tabulated once per entry ----------------------------
+#
+# Every op but Contrast's mean, Color's grey and Equalize's histogram is a function of a pixel's
+# value (and at most one other 8-bit value), or a fixed pixel permutation. Evaluating torchvision's
+# float arithmetic once over all inputs and looking the answers up per pixel is exact by
+# construction, and a uint8 gather costs a fraction of the float32/float64 passes (and of a float
+# grid_sample) it replaces: 3-15x less per op on a CPU (benchmarks/README.md).
+
+def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
+    """On the CPU, for entries E:
+    index (G, H W) int64, for the G geometric entries: 1 + the source pixel of each output
+        pixel, 0 where it samples outside (zero fill); index_row (E,): entry -> row;
+    lut (E, 256) uint8: value -> value of Brightness, Posterize, Solarize, Invert (else identity);
+    pair (P, 65536) uint8, for the P Color and Sharpness entries: (value, other) -> blended
+        value at 256 value + other (other: grey, or smoothed); pair_row (E,): entry -> row;
+    factor (E,) float32, other (E,) float64: Contrast's blend weights (torchvision's: the
+        image's factor, and 1 - factor rounded to float32 from float64)."""
+    signed = [1.0 + e.magnitude if e.op in SIGNED else 1.0 for e in entries]
+    factor = torch.tensor(signed, dtype=torch.float32)
+    other = (1.0 - torch.tensor(signed, dtype=torch.float64)).float().double()
+    values = torch.arange(256, dtype=torch.uint8)
+    lut = torch.stack([_value_map(e, values, f, w) for e, f, w in zip(entries, factor, other)])
+    geometric = [k for k, e in enumerate(entries) if e.op in GEOMETRIC]
+    theta = torch.tensor([_inverse_affine_of(entries[k].op, entries[k].magnitude, height, width)
+                          for k in geometric], dtype=torch.float32).view(-1, 2, 3)
+    blends = [k for k, e in enumerate(entries) if e.op in ("Color", "Sharpness")]
+    pairs = torch.cartesian_prod(values, values).T                  # (2, 65536): value, other
+    pair = [_pair_map(entries[k], *pairs, factor[k], other[k]) for k in blends]
+    index = _source_index(theta, height, width) if geometric else torch.zeros(0, height * width)
+    return dict(index=index.long(), index_row=_rows(geometric, entries), lut=lut,
+                pair=torch.stack(pair) if pair else torch.zeros(0, 65536, dtype=torch.uint8),
+                pair_row=_rows(blends, entries), factor=factor, other=other)
+
+
+def _rows(subset: list[int], entries: list) -> torch.Tensor:
+    """(E,) int64: entry subset[r] -> r, other entries -> 0 (never looked up)."""
+    rows = torch.zeros(len(entries), dtype=torch.long)
+    rows[subset] = torch.arange(len(subset))
+    return rows
+
+
+def _source_index(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(E, H W) int64, 1 + the pixel each output pixel copies, 0 outside: nearest-neighbour
+    resampling through each inverse matrix, run once on an image of pixel numbers.
+
+    The grid is built as torchvision's _affine_grid: pixel centres in centred coordinates, times
+    theta^T scaled to [-1, 1]; grid_sample(align_corners=False) undoes the scaling. Nearest
+    sampling copies one value or the zero fill, so the numbers 1..H W (exact in float32) come out
+    as the sources the image's own resampling would read."""
+    k, h, w = len(theta), height, width
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h)
+    base = torch.empty(1, h, w, 3)
     base[..., 0], base[..., 1], base[..., 2] = xs, ys[:, None], 1.0
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
+    scale = torch.tensor([0.5 * w, 0.5 * h])
     grid = base.view(1, h * w, 3).expand(k, -1, -1).bmm(theta.transpose(1, 2) / scale)
-    out = F.grid_sample(x.float(), grid.view(k, h, w, 2), mode="nearest", padding_mode="zeros",
+    numbers = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, 1, h, w).expand(k, 1, h, w)
+    out = F.grid_sample(numbers, grid.view(k, h, w, 2), mode="nearest", padding_mode="zeros",
                         align_corners=False)
-    return out.round_().to(torch.uint8)
+    return out.round_().long().view(k, h * w)
+
+
+def _blend_exact(x: torch.Tensor, other: torch.Tensor, factor, weight) -> torch.Tensor:
+    """factor x + (1 - factor) other, clamped, truncated to uint8 (PIL's ImageEnhance).
+
+    torchvision computes fl32(fl32(x f) + (1 - f) other) with one rounding for the
+    multiply-add (a fused add(alpha=...)). Truncation to uint8 turns any second rounding into
+    a grey level wherever the exact result is an integer (x == other: every grey pixel), so
+    the sum is taken in float64, where it is exact for 8-bit inputs, and rounded once."""
+    scaled = (x.float() * factor).double()
+    return scaled.add_(other.double() * weight).float().clamp_(0, 255).to(torch.uint8)
+
+
+def _value_map(e: Entry, v: torch.Tensor, factor, weight) -> torch.Tensor:
+    """The one-operand ops on the values v (uint8)."""
+    if e.op == "Brightness":                                  # blend with black
+        return _blend_exact(v, torch.zeros(()), factor, weight)
+    if e.op == "Posterize":                                   # keep the top bits
+        bits = int(e.magnitude)
+        return v & (((1 << bits) - 1) << (8 - bits))
+    if e.op == "Solarize":                                    # invert at or above 255 m
+        return torch.where(v.float() >= 255.0 * e.magnitude, 255 - v, v)
+    if e.op == "Invert":
+        return 255 - v
+    return v
+
+
+def _pair_map(e: Entry, v: torch.Tensor, other: torch.Tensor, factor, weight) -> torch.Tensor:
+    """The two-operand blends on (value, other value) pairs (uint8)."""
+    if e.op == "Color":
+        return _blend_exact(v, other, factor, weight)
+    if e.op == "Sharpness":
+        # inner + (1 - f) (smooth - inner), one rounding as in _blend_exact.
+        inner = v.double()
+        mixed = inner.add_((other.double() - inner) * weight)
+        return mixed.float().clamp_(0, 255).to(torch.uint8)
+    return torch.zeros_like(v)
+
+
+# ---- the ops, each on a group of images with per-image parameters ------------------------------
+
+def _lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """lut[image, channel, x] for uint8 x (k, C, H, W); lut (k, 256) per image or (k, C, 256)
+    per channel."""
+    k, c, h, w = x.shape
+    lut = lut.view(k, 1, 256).expand(k, c, 256) if lut.dim() == 2 else lut
+    return lut.gather(2, x.reshape(k, c, h * w).long()).view(k, c, h, w)
+
+
+def _affine(x, which, tables):
+    """Nearest-neighbour shears, translations and rotations with zero fill: each output pixel
+    copies the source pixel its entry's index table names (column 0: the fill)."""
+    k, c, h, w = x.shape
+    source = F.pad(x.reshape(k, c, h * w), (1, 0))                  # (k, C, 1 + H W)
+    index = tables["index"][tables["index_row"][which]]
+    index = index.view(k, 1, h * w).expand(k, c, h * w)
+    return source.gather(2, index).view(k, c, h, w)
+
+
+def _by_value(x, which, tables):
+    return _lookup(x, tables["lut"][which])
+
+
+def _pair(x: torch.Tensor, other: torch.Tensor, which: torch.Tensor, tables: dict):
+    """pair[entry][256 x + other], other (k, 1 or C, H, W) uint8; one take from the flat
+    tables (gathering each image's 64 KiB row first would copy more than the images)."""
+    row = tables["pair_row"][which].mul(65536).view(-1, 1, 1, 1)
+    key = x.long().mul_(256).add_(other).add_(row)
+    return tables["pair"].view(-1).take(key)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -339,87 +452,67 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().unsqueeze(-3)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, which: torch.Tensor, tables: dict
-           ) -> torch.Tensor:
-    """factor x + (1 - factor) other, clamped, truncated to uint8 (PIL's ImageEnhance).
-
-    torchvision computes fl32(fl32(x f) + (1 - f) other) with one rounding for the
-    multiply-add (a fused add(alpha=...)). Truncation to uint8 turns any second rounding into
-    a grey level wherever the exact result is an integer (x == other: every grey pixel), so
-    the sum is taken in float64, where it is exact for 8-bit inputs, and rounded once."""
-    scaled = (x * tables["factor"][which].view(-1, 1, 1, 1)).double()
-    weight = tables["other"][which].view(-1, 1, 1, 1)
-    return scaled.add_(other.double() * weight).float().clamp_(0, 255).to(torch.uint8)
-
-
-def _brightness(x, which, tables):
-    return _blend(x, torch.zeros((), device=x.device), which, tables)
-
-
 def _color(x, which, tables):
-    return _blend(x, _grey(x), which, tables)
+    return _pair(x, _grey(x).to(torch.uint8), which, tables)
 
 
 def _contrast(x, which, tables):
-    return _blend(x, _grey(x).mean(dim=(-3, -2, -1), keepdim=True), which, tables)
+    """Blend with the mean grey, one float per image: its 256 possible results per image."""
+    mean = _grey(x).mean(dim=(-3, -2, -1))                                     # (k,)
+    values = torch.arange(256, dtype=torch.float32, device=x.device)
+    factor = tables["factor"][which].view(-1, 1)
+    lut = _blend_exact(values.expand(len(x), 256), mean.view(-1, 1), factor,
+                       tables["other"][which].view(-1, 1))
+    return _lookup(x, lut)
 
 
 def _sharpness(x, which, tables):
     """Blend with a 3x3 smoothing ([[1,1,1],[1,5,1],[1,1,1]] / 13, PIL's SMOOTH filter) of the
-    interior; the one-pixel border keeps its values."""
-    c = x.shape[1]
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=x.device)
-    kernel = (kernel / 13.0).expand(c, 1, 3, 3)
-    out = x.float()
-    smooth = F.conv2d(out, kernel, groups=c).round_()
-    inner = out[..., 1:-1, 1:-1]
-    # inner + (1 - f) (smooth - inner), one rounding as in _blend.
-    weight = tables["other"][which].view(-1, 1, 1, 1)
-    mixed = inner.double().add_(smooth.sub_(inner).double() * weight)
-    inner.copy_(mixed)
-    return out.clamp_(0, 255).to(torch.uint8)
+    interior; the one-pixel border keeps its values (blended with itself).
 
-
-def _posterize(x, which, tables):
-    return x & tables["mask"][which].view(-1, 1, 1, 1)
-
-
-def _solarize(x, which, tables):
-    return torch.where(x >= tables["threshold"][which].view(-1, 1, 1, 1), 255 - x, x)
+    The weighted sum S <= 13 * 255 is an integer, exact in float32; round(S / 13) is the integer
+    torchvision's float32 convolution rounds to: S / 13 is never closer than 1/26 to a
+    half-integer (13 is odd), and either float32 error is below 1e-3."""
+    y = x.float()
+    rows = y[..., :-2, :] + y[..., 1:-1, :] + y[..., 2:, :]
+    total = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * y[..., 1:-1, 1:-1]
+    other = x.clone()
+    other[..., 1:-1, 1:-1] = total.mul_(1.0 / 13.0).round_()
+    return _pair(x, other, which, tables)
 
 
 def _autocontrast(x, which, tables):
-    """Each channel stretched to [0, 255]; a flat channel is left as it is."""
-    xf = x.float()
-    low, high = xf.amin(dim=(-2, -1), keepdim=True), xf.amax(dim=(-2, -1), keepdim=True)
-    flat = high == low
+    """Each channel stretched to [0, 255] (a flat channel is left as it is): torchvision's
+    float arithmetic on the 256 values, per (image, channel)."""
+    k, c = x.shape[:2]
+    flat = x.view(k, c, -1)
+    low, high = flat.amin(dim=2, keepdim=True).float(), flat.amax(dim=2, keepdim=True).float()
+    still = high == low
     step = (high - low).mul_(1.0 / 255)
-    low, step = low.masked_fill(flat, 0.0), step.masked_fill(flat, 1.0)
-    return xf.sub_(low).div_(step).clamp_(0, 255).to(torch.uint8)
+    low, step = low.masked_fill(still, 0.0), step.masked_fill(still, 1.0)
+    values = torch.arange(256, dtype=torch.float32, device=x.device)
+    lut = values.sub(low).div_(step).clamp_(0, 255).to(torch.uint8)           # (k, C, 256)
+    return _lookup(x, lut)
 
 
 def _equalize(x, which, tables):
     """Histogram equalisation per channel with PIL's lookup table (ImageOps.equalize):
     step = (pixels - count of the highest value present) // 255,
-    lut[v] = (cdf[v - 1] + step // 2) // step, lut[0] = 0; unchanged where step is 0.
+    lut[v] = (cdf[v - 1] + step // 2) // step, lut[0] = 0; identity where step is 0.
     One bincount for the whole group: histogram (image, channel) at offset 256 (image C + c)."""
     k, c, h, w = x.shape
     flat = x.reshape(k * c, h * w).long()
-    offsets = torch.arange(k * c, device=x.device)[:, None] * 256
-    hist = torch.bincount((flat + offsets).flatten(), minlength=k * c * 256).view(k * c, 256)
+    flat += torch.arange(0, k * c * 256, 256, device=x.device)[:, None]
+    hist = torch.bincount(flat.view(-1), minlength=k * c * 256).view(k * c, 256)
     cdf = hist.cumsum(1)
     last = 255 - (hist.flip(1) > 0).int().argmax(1)                 # highest value present
     step = (h * w - hist.gather(1, last[:, None])) // 255            # (k c, 1)
     lut = (cdf[:, :-1] + step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255)
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], 1)
-    out = lut.gather(1, flat).to(torch.uint8).view(k, c, h, w)
-    return torch.where((step > 0).view(k, c, 1, 1), out, x)
+    lut = torch.where(step > 0, lut, torch.arange(256, device=x.device)).to(torch.uint8)
+    return lut.view(-1)[flat].view(k, c, h, w)
 
 
-def _invert(x, which, tables):
-    return 255 - x
-
-
-OPS = {"affine": _affine, "Brightness": _brightness, "Color": _color, "Contrast": _contrast,
-       "Sharpness": _sharpness, "Posterize": _posterize, "Solarize": _solarize,
-       "AutoContrast": _autocontrast, "Equalize": _equalize, "Invert": _invert}
+OPS = {"affine": _affine, "Brightness": _by_value, "Color": _color, "Contrast": _contrast,
+       "Sharpness": _sharpness, "Posterize": _by_value, "Solarize": _by_value,
+       "AutoContrast": _autocontrast, "Equalize": _equalize, "Invert": _by_value}
