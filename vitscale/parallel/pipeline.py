@@ -27,13 +27,20 @@ schedule, so the gradients are the same and the bubble is smaller. The loss of e
 micro-batch is weighted by 1/(A M) before its backward (scale_grads=False), so the gradients
 add up to those of the whole batch's mean loss.
 
+**Tensor modes.** Each stage is split by the tensor mode as the whole model would be, and a
+rank exchanges activations with the rank of the same tensor coordinates on its neighbouring
+stages. Under 1D every tensor rank sends the whole [b, N, D]; a grid rank (2D, 2.5D, 3D)
+reads its own share of the batch, b/s images (s = q, d q, q^2), cuts that share into the
+micro-batches and sends its block [b/s, N, D/q]; the last stage's logits are [b/s, C], every
+class whole (the grid's classifier sums its partial logits), and the loss is its share's.
+
 **Data.** The first stage reads images, the last reads labels; the others read nothing
 (engine: build_engine gives them no training loader). Evaluation runs the stages forward
 only, one batch at a time, over point-to-point sends (`PipelinedModel.forward`).
 
 **Costs** (parallel/costs.py `_pipeline`, `bubble_fraction`): each micro-batch's boundary
-activation (b, N, D) crosses each of the vP-1 stage boundaries forward and its gradient
-backward; the bubble is (P-1)/(M'+P-1) for GPipe and 1F1B, (P-1)/(v M'+P-1) interleaved
+activation (b, N, D), a grid rank's block of it, crosses each of the vP-1 stage boundaries
+forward and its gradient backward; the bubble is (P-1)/(M'+P-1) for GPipe and 1F1B, (P-1)/(v M'+P-1) interleaved
 (M' = A M micro-batches per step). The engine logs each stage's busy and idle time per step.
 """
 
