@@ -168,6 +168,8 @@ class Config:
     HFLIP: bool = True                   # random horizontal flip
     RANDAUGMENT: Optional[tuple[int, int]] = None    # (num_ops, magnitude), e.g. (2, 9)
     AUTOAUGMENT: Optional[Literal["imagenet", "cifar10", "svhn"]] = None
+    RANDOM_ERASING: float = 0.0          # probability of erasing a box per image; 0 = off
+    RANDOM_ERASING_VALUE: Literal["zero", "random"] = "zero"  # box fill: 0 or N(0, 1) pixels
     EVAL_CROP_PCT: Optional[float] = None  # eval: resize to IMG_SIZE / this, centre crop
     MIXUP_ALPHA: float = 0.0             # Beta(alpha, alpha) mixing weight; 0 = off
     CUTMIX_ALPHA: float = 0.0            # 0 = off

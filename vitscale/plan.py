@@ -193,6 +193,9 @@ def _check_data(cfg: Config, dataset: DatasetInfo, loader_batch: int) -> None:
     if per_image and cfg.data.pipeline == "dali":
         raise ConfigError("RANDAUGMENT/AUTOAUGMENT are not in the DALI pipeline: use "
                           "data.pipeline='device' or 'dataloader' (or 'auto')")
+    if cfg.RANDOM_ERASING and cfg.data.pipeline == "dali":
+        raise ConfigError("RANDOM_ERASING is not in the DALI pipeline: use "
+                          "data.pipeline='device' or 'dataloader' (or 'auto')")
     if cfg.data.pipeline == "dali" and crop == "pad":
         raise ConfigError("data.pipeline='dali' does random resized crops, not padded crops: "
                           "set TRAIN_CROP='rrc' or use data.pipeline='device'")
@@ -394,6 +397,7 @@ def _check_positive(cfg: Config) -> None:
               ("EVAL_CROP_PCT", cfg.EVAL_CROP_PCT is None or 0 < cfg.EVAL_CROP_PCT <= 1),
               ("RANDAUGMENT", cfg.RANDAUGMENT is None or (
                   cfg.RANDAUGMENT[0] >= 1 and 0 <= cfg.RANDAUGMENT[1] <= 30)),
+              ("RANDOM_ERASING", 0 <= cfg.RANDOM_ERASING <= 1),
               ("MIXUP_ALPHA", cfg.MIXUP_ALPHA >= 0), ("CUTMIX_ALPHA", cfg.CUTMIX_ALPHA >= 0),
               ("EMA_DECAY", cfg.EMA_DECAY is None or 0 <= cfg.EMA_DECAY < 1),
               ("MIX_PROB", 0 <= cfg.MIX_PROB <= 1),

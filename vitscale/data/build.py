@@ -92,6 +92,7 @@ def augment_spec(cfg, info: DatasetInfo, img_size: int) -> AugmentSpec:
         img_size=img_size, train_crop=cfg.TRAIN_CROP or info.train_crop,
         crop_padding=cfg.CROP_PADDING, hflip=cfg.HFLIP, rrc_scale=cfg.RRC_SCALE,
         rrc_ratio=cfg.RRC_RATIO, randaugment=cfg.RANDAUGMENT, autoaugment=cfg.AUTOAUGMENT,
+        random_erasing=cfg.RANDOM_ERASING, random_erasing_value=cfg.RANDOM_ERASING_VALUE,
         eval_crop_pct=cfg.EVAL_CROP_PCT or info.eval_crop_pct)
 
 
@@ -121,7 +122,8 @@ def build_loaders(cfg, splits: DataSplits, *, img_size: int, train_batch: int, e
             train_split.images, train_split.labels, train_batch, img_size=img_size,
             train_crop=spec.train_crop, crop_padding=spec.crop_padding, hflip=spec.hflip,
             rrc_scale=spec.rrc_scale, rrc_ratio=spec.rrc_ratio, autoaugment=spec.autoaugment,
-            randaugment=spec.randaugment, **train_kw) \
+            randaugment=spec.randaugment, random_erasing=spec.random_erasing,
+            random_erasing_value=spec.random_erasing_value, **train_kw) \
             if with_train else None
     else:
         make_one = _worker_loader if pipeline == "dataloader" else _dali_loader

@@ -18,6 +18,7 @@ import torch
 
 from . import augment, sharding
 from .base import ShardedLoader
+from .erasing import ERASE_STREAM, RandomErasing
 from .policy import build_policy
 
 
@@ -26,7 +27,9 @@ class DeviceLoader(ShardedLoader):
     `rrc_scale`/`rrc_ratio`) or 'none'. Evaluation images are used as stored (compact.py
     stores them already resized and centre-cropped) and resized to `img_size` if they differ.
     `autoaugment` ('cifar10' | 'imagenet' | 'svhn') or `randaugment` ((num_ops, magnitude))
-    run on the cropped uint8 batch, at the stored size (CIFAR: 32 px) before any resize."""
+    run on the cropped uint8 batch, at the stored size (CIFAR: 32 px) before any resize.
+    `random_erasing` (probability; `random_erasing_value` 'zero' or 'random') erases one box
+    per image of the normalised batch (erasing.py)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  device: torch.device, mean, std, train: bool, img_size: int | None = None,
@@ -34,6 +37,7 @@ class DeviceLoader(ShardedLoader):
                  rrc_scale: tuple[float, float] = (0.08, 1.0),
                  rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  autoaugment: str | None = None, randaugment: tuple[int, int] | None = None,
+                 random_erasing: float = 0.0, random_erasing_value: str = "zero",
                  seed: int = 0,
                  rank: int = 0, world_size: int = 1, limit_batches: int | None = None):
         super().__init__(len(labels), batch_size, train=train, seed=seed, rank=rank,
@@ -51,6 +55,8 @@ class DeviceLoader(ShardedLoader):
         side = self.img_size if self.train_crop == "rrc" else images.shape[-1]
         self.policy = build_policy(autoaugment=autoaugment, randaugment=randaugment,
                                    height=side, width=side) if train else None
+        self.erasing = RandomErasing(random_erasing, random_erasing_value) \
+            if train and random_erasing > 0 else None
 
     def _draw(self, n: int, g: torch.Generator) -> dict:
         """This global batch's random draws (crop boxes or offsets, flips), for all n images."""
@@ -90,15 +96,22 @@ class DeviceLoader(ShardedLoader):
     def __iter__(self):
         batches = [b.to(self.device) for b in self._batches()]
         g = sharding.epoch_generator(self.seed, self.epoch, stream=1)
+        # Random Erasing draws from its own stream: turning it on changes no crop or policy.
+        g_erase = sharding.epoch_generator(self.seed, self.epoch, stream=ERASE_STREAM)
         b, global_batch = self.batch_size, self.batch_size * self.world_size
         mine = slice(self.rank * b, (self.rank + 1) * b)
         start, self.position = self.position, 0
         for i, idx in enumerate(batches):
             draws = self._draw(global_batch, g) if self.train else {}
+            if self.erasing is not None:
+                side = self.img_size
+                draws["erase"] = self.erasing.draw(global_batch, side, side, g_erase)
             if i < start:                      # resumed mid-epoch: replay the draws only
                 self.position = i + 1
                 continue
             x = self._augment(idx, draws, mine)
+            if self.erasing is not None:       # after normalisation, as timm and torchvision
+                x = self.erasing.apply(x, draws["erase"], mine, self.rank)
             self.position = i + 1
             yield x, self.labels[idx]
         self.position = 0  # a finished pass: the next one starts from the beginning

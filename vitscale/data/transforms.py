@@ -1,7 +1,8 @@
 """Per-image torchvision.transforms.v2 pipelines for the DataLoader path (docs/data.md).
 
 Training: RandomResizedCrop (or CIFAR's padded RandomCrop), horizontal flip, then optionally
-RandAugment (Cubuk et al. 2020) or AutoAugment (Cubuk et al. 2019). Evaluation: Resize to
+RandAugment (Cubuk et al. 2020) or AutoAugment (Cubuk et al. 2019), and after normalisation
+Random Erasing (Zhong et al. 2020; erasing_transform, applied by the loader). Evaluation: Resize to
 img_size / crop_pct, CenterCrop img_size (crop_pct 0.875 is the classic 224/256). uint8
 (3, H, W) tensors in (decode.decode_rgb), uint8 tensors out; the loader normalises
 (worker_loader.py).
@@ -26,6 +27,8 @@ class AugmentSpec:
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     randaugment: tuple[int, int] | None = None   # (num_ops, magnitude)
     autoaugment: str | None = None               # 'imagenet' | 'cifar10' | 'svhn'
+    random_erasing: float = 0.0                  # probability; 0 = off
+    random_erasing_value: str = "zero"           # 'zero' | 'random' (per-pixel N(0, 1))
     eval_crop_pct: float = 0.875
 
     @property
@@ -56,6 +59,17 @@ def train_transform(spec: AugmentSpec) -> v2.Compose:
                   "svhn": v2.AutoAugmentPolicy.SVHN}[spec.autoaugment]
         steps.append(v2.AutoAugment(policy))
     return v2.Compose(steps)
+
+
+def erasing_transform(spec: AugmentSpec) -> v2.RandomErasing | None:
+    """Random Erasing for normalised float images (it follows Normalize, as in timm and
+    torchvision's references), with v2's defaults scale=(0.02, 0.33), ratio=(0.3, 3.3); the
+    device pipeline's batched version draws the same boxes (erasing.py). None when off."""
+    if not spec.random_erasing:
+        return None
+    from torchvision.transforms import v2
+    value = "random" if spec.random_erasing_value == "random" else 0
+    return v2.RandomErasing(p=spec.random_erasing, value=value)
 
 
 def eval_transform(spec: AugmentSpec) -> v2.Compose:

@@ -31,18 +31,20 @@ from .base import ShardedLoader
 from .augment import normalization, to_float
 from .decode import BadImage, BadImageLog, decode_rgb
 from .sources import EncodedSource
-from .transforms import AugmentSpec, eval_transform, train_transform
+from .transforms import AugmentSpec, erasing_transform, eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
 
 class _Transformed(Dataset):
     """Item (index, epoch) -> (index, image, None), or (index, None, reason) for an unreadable
-    file. The image is uint8, or normalised float32 when `normalise` = (scale, shift)."""
+    file. The image is uint8, or normalised float32 when `normalise` = (scale, shift), then
+    randomly erased by `erase` (a v2.RandomErasing) if given."""
 
-    def __init__(self, source: EncodedSource, transform, seed: int, normalise=None):
+    def __init__(self, source: EncodedSource, transform, seed: int, normalise=None,
+                 erase=None):
         self.source, self.transform, self.seed = source, transform, seed
-        self.normalise = normalise
+        self.normalise, self.erase = normalise, erase
 
     def __len__(self) -> int:
         return len(self.source)
@@ -60,6 +62,8 @@ class _Transformed(Dataset):
         x = self.transform(image)
         if self.normalise is not None:
             x = to_float(x[None], *self.normalise)[0]
+        if self.erase is not None:
+            x = self.erase(x)
         return i, x, None
 
 
@@ -100,13 +104,17 @@ class WorkerLoader(ShardedLoader):
         self.scale, self.shift = normalization(mean, std, device)
         workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
         transform = train_transform(spec) if train else eval_transform(spec)
+        erase = erasing_transform(spec) if train else None
         # Where to normalise: on a GPU after the copy (4x fewer bytes cross PCIe, and the GPU
         # does it for free); on a CPU in the workers, in parallel, while each image is still
         # in cache, instead of in the training process.
-        self.normalise_in_workers = device.type == "cpu" and workers > 0
+        # Random Erasing follows normalisation (its zero fill is the mean colour), so with it
+        # the workers always normalise.
+        self.normalise_in_workers = (device.type == "cpu" and workers > 0) or erase is not None
         normalise = (self.scale, self.shift) if self.normalise_in_workers else None
         self._loader = DataLoader(
-            _Transformed(source, transform, seed, normalise), batch_sampler=_EpochBatches(self),
+            _Transformed(source, transform, seed, normalise, erase),
+            batch_sampler=_EpochBatches(self),
             num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
             prefetch_factor=prefetch_factor if workers else None)
 
