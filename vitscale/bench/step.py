@@ -5,6 +5,8 @@ and cross-entropy under the same precision; a step is forward, backward and opti
 Data loading is excluded on purpose. The loops run in alternating rounds so that clock drift
 and other load hit both alike, and each reports its median round. `--compile` adds vitscale with
 `compile = True` (torch.compile per block) as a third column; the plain loop stays eager.
+Each column also gets its MFU (train/mfu.py: the planner's FLOPs per image x images/s over the
+peak of the device's row in planner/hardware.py; none for a device with no row).
 
     vitscale bench step --model vit_lite_7_4 --batch 128 --steps 20
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from ..models import VisionTransformer, count_parameters, get_variant
 from ..train.engine import pick_device
+from ..train.mfu import utilisation
 from .common import bench_engine, random_batch, timed
 
 
@@ -63,6 +66,9 @@ def bench_step(model: str, batch: int, steps: int = 10, warmup: int = 3, rounds:
     extra = ({"vitscale_compiled_images_per_s": result["vitscale_compiled"],
               "compiled_ratio": result["vitscale_compiled"] / result["plain_pytorch"]}
              if compiled is not None else {})
+    use = utilisation(get_variant(model), dev)
+    mfu = {f"{'plain' if name == 'plain_pytorch' else name}_mfu": use.mfu(rate)
+           for name, rate in result.items()}
     return {
         "model": model, "batch": batch, "steps": steps, "rounds": rounds,
         "precision": precision, "device": str(dev),
@@ -71,4 +77,6 @@ def bench_step(model: str, batch: int, steps: int = 10, warmup: int = 3, rounds:
         "vitscale_images_per_s": result["vitscale"],
         "plain_images_per_s": result["plain_pytorch"],
         "ratio": result["vitscale"] / result["plain_pytorch"], **extra,
+        **mfu, "flops_per_image": use.flops_per_image, "peak_flops": use.peak_flops,
+        "mfu_peak": use.peak,
     }

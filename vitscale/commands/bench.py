@@ -114,11 +114,18 @@ def run_step(args) -> int:
         return 0
     print(f"{r['model']} batch {r['batch']} {r['precision']} on {r['device_name']} "
           f"(median of {r['rounds']} alternating rounds of {r['steps']} steps)")
-    print(f"  vitscale              {r['vitscale_images_per_s']:10.1f} images/s")
+    def mfu(key):
+        return f"   MFU {100 * r[key]:5.1f}%" if r[key] is not None else ""
+
+    print(f"  vitscale              {r['vitscale_images_per_s']:10.1f} images/s"
+          f"{mfu('vitscale_mfu')}")
     if "vitscale_compiled_images_per_s" in r:
-        print(f"  vitscale, compiled    {r['vitscale_compiled_images_per_s']:10.1f} images/s")
-    print(f"  plain PyTorch loop    {r['plain_images_per_s']:10.1f} images/s")
+        print(f"  vitscale, compiled    {r['vitscale_compiled_images_per_s']:10.1f} images/s"
+              f"{mfu('vitscale_compiled_mfu')}")
+    print(f"  plain PyTorch loop    {r['plain_images_per_s']:10.1f} images/s{mfu('plain_mfu')}")
     print(f"  ratio (vitscale / plain)  {r['ratio']:.3f}")
+    print(f"  MFU against {r['mfu_peak']}, {r['flops_per_image'] / 1e9:.4g} GFLOP per image"
+          if r["flops_per_image"] else f"  MFU: {r['mfu_peak']}")
     return 0
 
 

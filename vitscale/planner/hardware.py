@@ -49,6 +49,22 @@ DEVICES = {
 }
 
 
+def row_for_gpu_name(name: str) -> Device | None:
+    """The row of a GPU by its `torch.cuda.get_device_name()`, or None for a GPU not in the
+    table. The rows are SXM parts: an H100 PCIe (756 TFLOP/s bf16 dense) or NVL part has another
+    peak and matches none (train/mfu.py then reports no MFU rather than a guessed one). The
+    A100's bf16 peak is 312 TFLOP/s in both forms, so its rows go by memory size only."""
+    upper = name.upper()
+    if "PCIE" in upper or " NVL" in upper:
+        return DEVICES["a100-80" if "80GB" in upper else "a100-40"] if "A100" in upper else None
+    for key, row in (("H200", "h200"), ("H100", "h100"), ("V100-SXM2", "v100")):
+        if key in upper:
+            return DEVICES[row]
+    if "A100" in upper:
+        return DEVICES["a100-80" if "80GB" in upper else "a100-40"]
+    return None
+
+
 def device(name: str) -> Device:
     if name not in DEVICES:
         from ..config import suggest

@@ -75,6 +75,8 @@ class ConsoleLog(Hook):
         parts.append(f"{record['split']} loss {record['loss']:.4f} acc {record['acc1']:5.2f}%")
         if train:
             parts.append(f"{train['images_per_s']:.0f} img/s")
+            if train.get("mfu") is not None:
+                parts.append(f"MFU {100 * train['mfu']:.1f}%")
         parts.append(f"{record['wall_s']:.0f}s")
         tqdm.write("  ".join(parts), file=sys.stdout)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import platform
 import signal
@@ -34,7 +35,10 @@ from ..errors import VitscaleError
 from ..logs import is_rank0
 from .engine import Engine, StepOutput
 from .hooks import ConsoleLog, Hook, ProgressBar
+from .mfu import utilisation
 from .selection import Selection
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(VitscaleError):
@@ -112,6 +116,12 @@ class Trainer:
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None     # set by the checkpoint hook
         self.environment = describe_environment(engine.device)
+        # MFU beside images/s in every train record (mfu.py: the planner's FLOP formula and
+        # hardware.py's peak); arithmetic on the logged images/s, no extra device sync.
+        self.utilisation = utilisation(engine.plan.model, engine.device, engine.plan.dims.world)
+        log.info("MFU: %s GFLOP per training image, against %s",
+                 f"{self.utilisation.flops_per_image / 1e9:.4g}"
+                 if self.utilisation.flops_per_image else "?", self.utilisation.peak)
         self.hooks = self._builtin_hooks(progress, console) + list(hooks or [])
         self._stop_signal: int | None = None
         self._start = 0.0
@@ -169,9 +179,11 @@ class Trainer:
             meter.add(out)
             self.log_record = None
             if self.state.step % self.cfg.LOG_EVERY == 0 or self.state.position == last:
+                train = meter.flush()
                 self.log_record = self.last_train_record = {
                     "split": "train", "epoch": self.state.epoch, "step": self.state.step,
-                    **meter.flush(), "lr": self.engine.lr, "wall_s": self.wall_seconds,
+                    **train, **self.utilisation.record(train["images_per_s"]),
+                    "lr": self.engine.lr, "wall_s": self.wall_seconds,
                     **self.engine.pipeline_log()}   # pipeline: busy, idle, bubble
             self._call("on_step_end", out)
             if self._stop_requested():
@@ -254,7 +266,8 @@ class Trainer:
             "resumed_from": self.resumed_from,
             "wall_seconds": self.wall_seconds, "model": self.engine.plan.model_name,
             "num_parameters": self.engine.num_parameters,
-            "ema_decay": self.cfg.EMA_DECAY, "tta_flip": self.cfg.TTA_FLIP, **self.environment,
+            "ema_decay": self.cfg.EMA_DECAY, "tta_flip": self.cfg.TTA_FLIP,
+            **self.utilisation.summary(), **self.environment,
         }
 
     def gather_accounting(self) -> list[dict] | None:
