@@ -51,15 +51,17 @@ CASES = {
     # Each stage sends this rank's block [b/2, N, D/2] of the boundary activation; the last
     # stage's loss is on its share of the batch, summed over the grid's batch dimension.
     "pp2_2d_tp4": (8, PP2 + ["parallel.tensor.mode='2d'", "parallel.tensor.size=4"]),
-    # The same code carries 2.5D ([b/(d q), N, D/q], gradients summed over depth) and 3D
-    # ([b/q^2, N, D/q] in the cube's layout A, which blocks take and give): one 16-process
-    # launch (~75 s on 2 cores) for both.
-    "pp2_2p5d_tp8_depth2": (16, PP2 + ["parallel.tensor.mode='2.5d'", "parallel.tensor.size=8",
-                                       "parallel.tensor.depth=2"]),
-    "pp2_3d_tp8": (16, PP2 + ["parallel.tensor.mode='3d'", "parallel.tensor.size=8"]),
     "pp2_tp2_dp2_zero3_interleaved": (8, PP2 + ONE_D + [
         "zero.stage=3", "parallel.pipeline_schedule='interleaved_1f1b'",
         "parallel.pipeline_chunks=2"]),
+    # One 16-process launch (~100 s on 2 cores): the same code carries 2.5D ([b/(d q), N, D/q],
+    # gradients summed over depth) and 3D ([b/q^2, N, D/q] in the cube's layout A, which
+    # blocks take and give), and 2D runs with DDP over the data dimension and LAMB.
+    "pp2_2p5d_tp8_depth2": (16, PP2 + ["parallel.tensor.mode='2.5d'", "parallel.tensor.size=8",
+                                       "parallel.tensor.depth=2"]),
+    "pp2_3d_tp8": (16, PP2 + ["parallel.tensor.mode='3d'", "parallel.tensor.size=8"]),
+    "pp2_2d_tp4_dp2_lamb": (16, PP2 + ["parallel.tensor.mode='2d'", "parallel.tensor.size=4",
+                                       *LAMB_CLIP]),
 }
 TOL = 1e-5
 # The tensor group's mesh dimensions: 1D's, and the grids' (distributed/mesh.py tensor_dims).
