@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/policy_speed.py --data ../shared/datasets/cifar10 \
         --out benchmarks/results/<date>-cpu-policy-speed.json
 
-The three settings (crop + flip; + AutoAugment('cifar10'); + RandAugment(2, 9)) read the same
+The settings (crop + flip; + AutoAugment('cifar10'); + RandAugment(2, 9); + Random Erasing
+with p = 0.25 and noise fill, DeiT's) read the same
 `--batches` batches of the training split in turns, `--rounds` times, and the median per setting
 is reported, so that a change in the machine's load during the run hits all three alike.
 Only the loader runs (no model): this is the input pipeline's ceiling. The full-epoch
@@ -28,7 +29,8 @@ from vitscale import load_config
 from vitscale.data import build_loaders, find_splits
 
 SETTINGS = {"crop+flip": [], "crop+flip+autoaugment": ["AUTOAUGMENT='cifar10'"],
-            "crop+flip+randaugment": ["RANDAUGMENT=(2, 9)"]}
+            "crop+flip+randaugment": ["RANDAUGMENT=(2, 9)"],
+            "crop+flip+random-erasing": ["RANDOM_ERASING=0.25", "RANDOM_ERASING_VALUE='random'"]}
 
 
 def loader(data: Path, extra: list[str], batch: int, batches: int, device: torch.device):

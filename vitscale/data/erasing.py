@@ -17,8 +17,9 @@ applied with one mask; no per-image Python.
 Like the crops (augment.py), the boxes are drawn for the whole global batch on every rank from
 their own stream (ERASE_STREAM), so a sample gets the same box on 1, 2 or 4 ranks, after a
 resume, and whether or not other augmentations are on. The noise of value='random' is made on
-the device for this rank's images only (drawing it for the global batch on the CPU would cost
-more than the erasing): its values, not its boxes or distribution, depend on the rank layout.
+the device for this rank's erased images only (drawing it for the whole global batch on the CPU
+would cost several times the erasing): its values, not its boxes or distribution, depend on the
+rank layout.
 
     erasing = RandomErasing(p=0.25, value="random")
     draw = erasing.draw(n, height, width, generator)      # CPU, whole global batch
@@ -66,12 +67,18 @@ class RandomErasing:
               ) -> torch.Tensor:
         """This rank's normalised images with their slice `mine` of the draw erased."""
         boxes = draw["boxes"][mine][:len(images)]
-        noise = None
-        if self.value == "random":
-            g = torch.Generator(images.device).manual_seed(draw["seed"] + rank)
-            noise = torch.randn(images.shape, generator=g, device=images.device,
-                                dtype=images.dtype)
-        return erase(images, boxes, noise)
+        if self.value == "zero":
+            return erase(images, boxes)
+        # Noise for the erased images only (a share p of them): the normal draws are most of
+        # the cost. The rows come from the CPU draws, so the device is not synced.
+        rows = torch.nonzero(boxes[:, 2] > 0).flatten()
+        g = torch.Generator(images.device).manual_seed(draw["seed"] + rank)
+        noise = torch.randn((len(rows), *images.shape[1:]), generator=g, device=images.device,
+                            dtype=images.dtype)
+        out = images.clone()
+        rows_here = rows.to(images.device, non_blocking=True)
+        out[rows_here] = erase(images[rows_here], boxes[rows], noise)
+        return out
 
 
 def draw_boxes(n: int, height: int, width: int, p: float, scale: tuple[float, float],

@@ -510,7 +510,7 @@ def _equalize(x, which, tables):
     lut = (cdf[:, :-1] + step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255)
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], 1)
     lut = torch.where(step > 0, lut, torch.arange(256, device=x.device)).to(torch.uint8)
-    return lut.view(-1)[flat].view(k, c, h, w)
+    return lut.view(-1).take(flat).view(k, c, h, w)
 
 
 OPS = {"affine": _affine, "Brightness": _by_value, "Color": _color, "Contrast": _contrast,
