@@ -332,7 +332,9 @@ class ParallelDims:
                          + (f" ({self.pipeline_chunks} per rank)" if self.pipeline_chunks > 1
                             else "") +
                          f", {self.pipeline_schedule} schedule (torch.distributed.pipelining), "
-                         "activations sent point to point between neighbouring stages")
+                         "activations sent point to point between neighbouring stages"
+                         + (" (each grid rank its own block, to the rank of the same grid "
+                            "coordinates)" if self.grid_mode else ""))
         styles = {"ddp": "DDP (all-reduce of gradients)",
                   "ddp_zero1": "DDP + ZeroRedundancyOptimizer (ZeRO-1: optimizer state sharded)",
                   "fsdp_replicate": "FSDP2 replicating (all-reduce of gradients)",
