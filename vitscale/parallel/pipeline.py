@@ -40,8 +40,9 @@ only, one batch at a time, over point-to-point sends (`PipelinedModel.forward`).
 
 **Costs** (parallel/costs.py `_pipeline`, `bubble_fraction`): each micro-batch's boundary
 activation (b, N, D), a grid rank's block of it, crosses each of the vP-1 stage boundaries
-forward and its gradient backward; the bubble is (P-1)/(M'+P-1) for GPipe and 1F1B, (P-1)/(v M'+P-1) interleaved
-(M' = A M micro-batches per step). The engine logs each stage's busy and idle time per step.
+forward and its gradient backward; the bubble is (P-1)/(M'+P-1) for GPipe and 1F1B,
+(P-1)/(v M'+P-1) interleaved (M' = A M micro-batches per step). The engine logs each stage's
+busy and idle time per step.
 """
 
 from __future__ import annotations
@@ -277,6 +278,7 @@ class Pipeline:
         self.last_rank = dist.get_global_rank(
             self.group, stage_rank(self.num_stages - 1, dims.pipeline, self.name))
         self.schedule = None
+        self.stage_blocks: tuple[int, ...] = ()   # blocks of every stage (set by apply.py)
         self.busy = 0.0           # seconds in this rank's stage computations, last step
         self.step_seconds = 0.0
 
