@@ -24,12 +24,13 @@ groups are found on the CPU draws, so the device is never synced.
 How an op is applied: by table lookup wherever torchvision's arithmetic depends on few inputs.
 The five geometric ops (shears, translations, rotation) are fixed pixel permutations per entry
 (nearest interpolation, zero fill): one uint8 gather through a per-entry source index, worked
-out once by resampling an image of pixel numbers. Brightness, Posterize, Solarize and Invert
-map each value through a 256-entry table per entry; Color and Sharpness blend a value with one
-other 8-bit value (the grey level, the smoothed value) through a 65,536-entry table per entry;
-Contrast, AutoContrast and Equalize build a 256-entry table per image or channel from its
-statistics. The tables hold torchvision's own float arithmetic evaluated on every input, so
-they are exact by construction, and the per-pixel work is integer gathers, uint8 in and out.
+out once by resampling an image of pixel numbers. Brightness and Solarize map each value
+through a 256-entry table per entry; Color and Sharpness blend a value with one other 8-bit
+value (the grey level, the smoothed value) through a 65,536-entry table per entry; Contrast,
+AutoContrast and Equalize build a 256-entry table per image or channel from its statistics
+(Posterize and Invert are one integer op). The tables hold torchvision's own float arithmetic
+evaluated on every input, so they are exact by construction, and the per-pixel work is integer
+gathers, uint8 in and out.
 
 Equal to torchvision.transforms.v2.functional's ops image by image, pixel for pixel, on the
 CPU (tests/test_policy.py, also on images holding every 8-bit value): the geometric grids are
@@ -327,7 +328,8 @@ def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
     """On the CPU, for entries E:
     index (G, H W) int64, for the G geometric entries: 1 + the source pixel of each output
         pixel, 0 where it samples outside (zero fill); index_row (E,): entry -> row;
-    lut (E, 256) uint8: value -> value of Brightness, Posterize, Solarize, Invert (else identity);
+    lut (E, 256) uint8: value -> value of Brightness and Solarize (else identity);
+    mask (E,) uint8: the bits Posterize keeps (255 for other entries);
     pair (P, 65536) uint8, for the P Color and Sharpness entries: (value, other) -> blended
         value at 256 value + other (other: grey, or smoothed); pair_row (E,): entry -> row;
     factor (E,) float32, other (E,) float64: Contrast's blend weights (torchvision's: the
@@ -344,7 +346,9 @@ def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
     pairs = torch.cartesian_prod(values, values).T                  # (2, 65536): value, other
     pair = [_pair_map(entries[k], *pairs, factor[k], other[k]) for k in blends]
     index = _source_index(theta, height, width) if geometric else torch.zeros(0, height * width)
-    return dict(index=index.long(), index_row=_rows(geometric, entries), lut=lut,
+    bits = [int(e.magnitude) if e.op == "Posterize" else 8 for e in entries]
+    mask = torch.tensor([((1 << b) - 1) << (8 - b) for b in bits], dtype=torch.uint8)
+    return dict(index=index.long(), index_row=_rows(geometric, entries), lut=lut, mask=mask,
                 pair=torch.stack(pair) if pair else torch.zeros(0, 65536, dtype=torch.uint8),
                 pair_row=_rows(blends, entries), factor=factor, other=other)
 
@@ -392,13 +396,8 @@ def _value_map(e: Entry, v: torch.Tensor, factor, weight) -> torch.Tensor:
     """The one-operand ops on the values v (uint8)."""
     if e.op == "Brightness":                                  # blend with black
         return _blend_exact(v, torch.zeros(()), factor, weight)
-    if e.op == "Posterize":                                   # keep the top bits
-        bits = int(e.magnitude)
-        return v & (((1 << bits) - 1) << (8 - bits))
     if e.op == "Solarize":                                    # invert at or above 255 m
         return torch.where(v.float() >= 255.0 * e.magnitude, 255 - v, v)
-    if e.op == "Invert":
-        return 255 - v
     return v
 
 
@@ -436,6 +435,15 @@ def _affine(x, which, tables):
 
 def _by_value(x, which, tables):
     return _lookup(x, tables["lut"][which])
+
+
+def _posterize(x, which, tables):
+    """Keep the top bits: one AND, cheaper than a lookup."""
+    return x & tables["mask"][which].view(-1, 1, 1, 1)
+
+
+def _invert(x, which, tables):
+    return 255 - x
 
 
 def _pair(x: torch.Tensor, other: torch.Tensor, which: torch.Tensor, tables: dict):
@@ -514,5 +522,5 @@ def _equalize(x, which, tables):
 
 
 OPS = {"affine": _affine, "Brightness": _by_value, "Color": _color, "Contrast": _contrast,
-       "Sharpness": _sharpness, "Posterize": _by_value, "Solarize": _by_value,
-       "AutoContrast": _autocontrast, "Equalize": _equalize, "Invert": _by_value}
+       "Sharpness": _sharpness, "Posterize": _posterize, "Solarize": _by_value,
+       "AutoContrast": _autocontrast, "Equalize": _equalize, "Invert": _invert}
