@@ -25,12 +25,13 @@ How an op is applied: by table lookup wherever torchvision's arithmetic depends 
 The five geometric ops (shears, translations, rotation) are fixed pixel permutations per entry
 (nearest interpolation, zero fill): one uint8 gather through a per-entry source index, worked
 out once by resampling an image of pixel numbers. Brightness and Solarize map each value
-through a 256-entry table per entry; Color and Sharpness blend a value with one other 8-bit
-value (the grey level, the smoothed value) through a 65,536-entry table per entry; Contrast,
-AutoContrast and Equalize build a 256-entry table per image or channel from its statistics
-(Posterize and Invert are one integer op). The tables hold torchvision's own float arithmetic
-evaluated on every input, so they are exact by construction, and the per-pixel work is integer
-gathers, uint8 in and out.
+through a 256-entry table per entry; Contrast, AutoContrast and Equalize build a 256-entry
+table per image or channel from its statistics. The tables hold torchvision's own float
+arithmetic evaluated on every input, so they are exact by construction, and the per-pixel work
+is a uint8 gather. Posterize and Invert are one integer op; Color and Sharpness blend with a
+per-pixel operand (grey level, smoothed value) in float64 as below (a 65,536-entry table of
+(value, operand) pairs was tried: its int64 keys cost more than the blend), Sharpness's
+smoothing in float32 additions of exact integers instead of a convolution.
 
 Equal to torchvision.transforms.v2.functional's ops image by image, pixel for pixel, on the
 CPU (tests/test_policy.py, also on images holding every 8-bit value): the geometric grids are
@@ -318,11 +319,12 @@ def inverse_affine(center, angle, translate, shear) -> list[float]:
 
 # ---- the tables: each op's exact arithmetic, tabulated once per entry ----------------------------
 #
-# Every op but Contrast's mean, Color's grey and Equalize's histogram is a function of a pixel's
-# value (and at most one other 8-bit value), or a fixed pixel permutation. Evaluating torchvision's
-# float arithmetic once over all inputs and looking the answers up per pixel is exact by
-# construction, and a uint8 gather costs a fraction of the float32/float64 passes (and of a float
-# grid_sample) it replaces: 3-15x less per op on a CPU (benchmarks/README.md).
+# The geometric ops are fixed pixel permutations; Brightness and Solarize are functions of a
+# pixel's value; Contrast, AutoContrast and Equalize are functions of a pixel's value and of its
+# image's (or channel's) statistics. Evaluating torchvision's float arithmetic once over all 256
+# values (or pixel numbers) and looking the answers up per pixel is exact by construction, and a
+# uint8 gather costs a fraction of the float passes (and of the float grid_sample) it replaces
+# (benchmarks/README.md, "Device pipeline with AutoAugment / RandAugment").
 
 def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
     """On the CPU, for entries E:
@@ -330,10 +332,9 @@ def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
         pixel, 0 where it samples outside (zero fill); index_row (E,): entry -> row;
     lut (E, 256) uint8: value -> value of Brightness and Solarize (else identity);
     mask (E,) uint8: the bits Posterize keeps (255 for other entries);
-    pair (P, 65536) uint8, for the P Color and Sharpness entries: (value, other) -> blended
-        value at 256 value + other (other: grey, or smoothed); pair_row (E,): entry -> row;
-    factor (E,) float32, other (E,) float64: Contrast's blend weights (torchvision's: the
-        image's factor, and 1 - factor rounded to float32 from float64)."""
+    factor (E,) float32, other (E,) float64: the blend weights of Color, Contrast and
+        Sharpness (torchvision's: the image's factor, and 1 - factor rounded to float32 from
+        float64)."""
     signed = [1.0 + e.magnitude if e.op in SIGNED else 1.0 for e in entries]
     factor = torch.tensor(signed, dtype=torch.float32)
     other = (1.0 - torch.tensor(signed, dtype=torch.float64)).float().double()
@@ -347,18 +348,11 @@ def _build_tables(entries: list[Entry], height: int, width: int) -> dict:
     geometric = [k for k, e in enumerate(entries) if e.op in GEOMETRIC]
     theta = torch.tensor([_inverse_affine_of(entries[k].op, entries[k].magnitude, height, width)
                           for k in geometric], dtype=torch.float32).view(-1, 2, 3)
-    blends = [k for k, e in enumerate(entries) if e.op in ("Color", "Sharpness")]
-    pairs = torch.cartesian_prod(values, values).T                  # (2, 65536): value, other
-    pair = torch.zeros(len(blends), 65536, dtype=torch.uint8)
-    for op in ("Color", "Sharpness"):
-        if rows := [r for r, k in enumerate(blends) if entries[k].op == op]:
-            ks = [blends[r] for r in rows]
-            pair[rows] = _pair_map(op, *pairs, factor[ks, None], other[ks, None])
     index = _source_index(theta, height, width) if geometric else torch.zeros(0, height * width)
     bits = [int(e.magnitude) if e.op == "Posterize" else 8 for e in entries]
     mask = torch.tensor([((1 << b) - 1) << (8 - b) for b in bits], dtype=torch.uint8)
     return dict(index=index.long(), index_row=_rows(geometric, entries), lut=lut, mask=mask,
-                pair=pair, pair_row=_rows(blends, entries), factor=factor, other=other)
+                factor=factor, other=other)
 
 
 def _rows(subset: list[int], entries: list) -> torch.Tensor:
@@ -409,16 +403,6 @@ def _value_map(op: str, v: torch.Tensor, factor, weight, magnitude) -> torch.Ten
     return torch.where(v.float() >= threshold, 255 - v, v)
 
 
-def _pair_map(op: str, v: torch.Tensor, other: torch.Tensor, factor, weight) -> torch.Tensor:
-    """A two-operand blend on (value, other value) pairs (uint8), one row per entry."""
-    if op == "Color":
-        return _blend_exact(v, other, factor, weight)
-    # Sharpness: inner + (1 - f) (smooth - inner), one rounding as in _blend_exact.
-    inner = v.double()
-    mixed = inner.add((other.double() - inner) * weight)
-    return mixed.float().clamp_(0, 255).to(torch.uint8)
-
-
 # ---- the ops, each on a group of images with per-image parameters ------------------------------
 
 def _lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
@@ -452,14 +436,6 @@ def _invert(x, which, tables):
     return 255 - x
 
 
-def _pair(x: torch.Tensor, other: torch.Tensor, which: torch.Tensor, tables: dict):
-    """pair[entry][256 x + other], other (k, 1 or C, H, W) uint8; one take from the flat
-    tables (gathering each image's 64 KiB row first would copy more than the images)."""
-    row = tables["pair_row"][which].mul(65536).view(-1, 1, 1, 1)
-    key = x.long().mul_(256).add_(other).add_(row)
-    return tables["pair"].view(-1).take(key)
-
-
 def _grey(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601-2 luma, floored for uint8 input: (k, 1, H, W) float32."""
     r, g, b = x.unbind(dim=-3)
@@ -467,7 +443,8 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
 
 
 def _color(x, which, tables):
-    return _pair(x, _grey(x).to(torch.uint8), which, tables)
+    return _blend_exact(x, _grey(x), tables["factor"][which].view(-1, 1, 1, 1),
+                        tables["other"][which].view(-1, 1, 1, 1))
 
 
 def _contrast(x, which, tables):
@@ -482,7 +459,7 @@ def _contrast(x, which, tables):
 
 def _sharpness(x, which, tables):
     """Blend with a 3x3 smoothing ([[1,1,1],[1,5,1],[1,1,1]] / 13, PIL's SMOOTH filter) of the
-    interior; the one-pixel border keeps its values (blended with itself).
+    interior; the one-pixel border keeps its values.
 
     The weighted sum S <= 13 * 255 is an integer, exact in float32; round(S / 13) is the integer
     torchvision's float32 convolution rounds to: S / 13 is never closer than 1/26 to a
@@ -490,9 +467,12 @@ def _sharpness(x, which, tables):
     y = x.float()
     rows = y[..., :-2, :] + y[..., 1:-1, :] + y[..., 2:, :]
     total = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * y[..., 1:-1, 1:-1]
-    other = x.clone()
-    other[..., 1:-1, 1:-1] = total.mul_(1.0 / 13.0).round_()
-    return _pair(x, other, which, tables)
+    smooth = total.mul_(1.0 / 13.0).round_()
+    inner = y[..., 1:-1, 1:-1]
+    # inner + (1 - f) (smooth - inner), one rounding as in _blend_exact.
+    weight = tables["other"][which].view(-1, 1, 1, 1)
+    inner.copy_(inner.double().add_(smooth.sub_(inner).double() * weight))
+    return y.clamp_(0, 255).to(torch.uint8)
 
 
 def _autocontrast(x, which, tables):
@@ -513,18 +493,19 @@ def _equalize(x, which, tables):
     """Histogram equalisation per channel with PIL's lookup table (ImageOps.equalize):
     step = (pixels - count of the highest value present) // 255,
     lut[v] = (cdf[v - 1] + step // 2) // step, lut[0] = 0; identity where step is 0.
-    One bincount for the whole group: histogram (image, channel) at offset 256 (image C + c)."""
+    One scatter_add for the whole group's (image, channel) histograms and one gather through
+    their tables (a bincount and a take over offset indices cost twice as much on a CPU)."""
     k, c, h, w = x.shape
     flat = x.reshape(k * c, h * w).long()
-    flat += torch.arange(0, k * c * 256, 256, device=x.device)[:, None]
-    hist = torch.bincount(flat.view(-1), minlength=k * c * 256).view(k * c, 256)
+    hist = torch.zeros(k * c, 256, dtype=torch.int64, device=x.device)
+    hist.scatter_add_(1, flat, torch.ones((), dtype=torch.int64, device=x.device).expand_as(flat))
     cdf = hist.cumsum(1)
     last = 255 - (hist.flip(1) > 0).int().argmax(1)                 # highest value present
     step = (h * w - hist.gather(1, last[:, None])) // 255            # (k c, 1)
     lut = (cdf[:, :-1] + step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255)
     lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], 1)
     lut = torch.where(step > 0, lut, torch.arange(256, device=x.device)).to(torch.uint8)
-    return lut.view(-1).take(flat).view(k, c, h, w)
+    return lut.gather(1, flat).view(k, c, h, w)
 
 
 OPS = {"affine": _affine, "Brightness": _by_value, "Color": _color, "Contrast": _contrast,
