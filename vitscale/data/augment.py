@@ -91,14 +91,28 @@ class CropStore:
         """Images `index`, each zero-padded by `padding`, cropped at offsets[:, b] (dy, dx in
         [0, 2p]; None: no crop), mirrored where flips[b], as normalised float32 x * scale +
         shift: (B, C, H, W) in channels-last memory. Equal to random_crop, random_hflip and
-        to_float in turn. `out`: optional (B, H, W, C) float32 buffer to write into."""
+        to_float in turn. `out`: optional (B, H, W, C) float32 buffer to write into. On a CPU
+        the batch is split over cpu_workers(), one contiguous part each."""
+        _, c, h, w = self.shape
+        b = len(index)
+        if out is None:
+            out = torch.empty(b, h, w, c, dtype=torch.float32, device=self.storage.device)
+        if offsets is None:
+            offsets = torch.full((2, b), self.padding)
+
+        def run(part: slice):
+            self._crops(index[part], offsets[:, part], flips[part] if flips is not None else None,
+                        scale, shift, out[part])
+
+        in_parts(b, run, self.storage.device)
+        return out.permute(0, 3, 1, 2)
+
+    def _crops(self, index, offsets, flips, scale, shift, out):
         n, c, h, w = self.shape
         p, device = self.padding, self.storage.device
         b = len(index)
         index = index.to(device)
         rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
-        if offsets is None:
-            offsets = torch.full((2, b), p, device=device)
         offsets = offsets.to(device) - p
         x0 = offsets[1]                                     # first column of the crop
         if flips is not None and self.mirror:
@@ -116,9 +130,7 @@ class CropStore:
         # Per-channel constants repeated along the row: the multiply-add runs on contiguous
         # rows of W*C values (vectorised), not on an innermost dimension of C = 3.
         weight = (inside[:, :, None] * scale.reshape(c)).view(b, 1, w * c)
-        out = out.view(b, h, w * c) if out is not None else None
-        x = torch.addcmul(shift.reshape(c).repeat(w), pixels, weight, out=out)
-        return x.view(b, h, w, c).permute(0, 3, 1, 2)
+        torch.addcmul(shift.reshape(c).repeat(w), pixels, weight, out=out.view(b, h, w * c))
 
 
 def random_hflip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
@@ -227,17 +239,24 @@ def resized_crops(images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor
             else:
                 out[i] = pixels
 
-    workers = cpu_workers() if images.device.type == "cpu" and b > 1 else None
-    if workers is None:
-        run(jobs)
-    else:  # each worker thread takes every n-th image; result() re-raises a worker's error
-        parts = [jobs[k::workers._max_workers] for k in range(workers._max_workers)]
-        for done in [workers.submit(run, part) for part in parts]:
-            done.result()
+    in_parts(b, lambda part: run(jobs[part]), images.device)
     return out.permute(0, 3, 1, 2)                               # (B, C, size, size)
 
 
-_WORKERS: ThreadPoolExecutor | None = None
+def in_parts(n: int, run, device: torch.device) -> None:
+    """run(part) for contiguous slices `part` of range(n) that together cover it: on a CPU one
+    slice per cpu_workers() thread, else run(slice(0, n)). A worker's error is raised here."""
+    workers = cpu_workers() if device.type == "cpu" and n > 1 else None
+    if workers is None:
+        run(slice(0, n))
+        return
+    k = _WORKERS[0]
+    bounds = [n * i // k for i in range(k + 1)]
+    for done in [workers.submit(run, slice(a, z)) for a, z in zip(bounds, bounds[1:])]:
+        done.result()
+
+
+_WORKERS: tuple[int, ThreadPoolExecutor] | None = None   # (threads, pool)
 
 
 def cpu_workers() -> ThreadPoolExecutor | None:
@@ -254,10 +273,11 @@ def cpu_workers() -> ThreadPoolExecutor | None:
     n = torch.get_num_threads()
     if n < 2:
         return None
-    if _WORKERS is None or _WORKERS._max_workers != n:
+    if _WORKERS is None or _WORKERS[0] != n:
         if _WORKERS is not None:
-            _WORKERS.shutdown(wait=False)
-        _WORKERS = ThreadPoolExecutor(n, thread_name_prefix="vitscale-crops")
+            _WORKERS[1].shutdown(wait=False)
+        pool = ThreadPoolExecutor(n, thread_name_prefix="vitscale-data")
+        _WORKERS = (n, pool)
         started = threading.Barrier(n)   # n tasks that wait for each other: n distinct threads
 
         def one_thread():
@@ -267,12 +287,12 @@ def cpu_workers() -> ThreadPoolExecutor | None:
             torch.set_num_threads(1)
             started.wait()
 
-        for done in [_WORKERS.submit(one_thread) for _ in range(n)]:
+        for done in [pool.submit(one_thread) for _ in range(n)]:
             done.result()
         # set_num_threads also set the process-wide count that new threads start from: put it
         # back (this thread keeps n; the workers keep 1).
         torch.set_num_threads(n)
-    return _WORKERS
+    return _WORKERS[1]
 
 
 def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:
