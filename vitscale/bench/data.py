@@ -6,9 +6,10 @@ when the config asks for one, ToTensor, Normalize) and a
 DataLoader with worker processes. Both deliver normalised float32 batches on the training
 device, and nothing else runs (no model): this measures the input pipeline alone.
 
-Each pipeline is read for `epochs` passes. The first pass of vitscale's device pipeline may
-decode and cache the dataset; the number that matters for training is the later passes
-(reported as "steady"), which is also what the baseline gets from its warm page cache.
+Each pipeline is read for `epochs` passes, the two in turns pass by pass. vitscale's device
+pipeline decodes and caches the dataset before its first pass (on its first ever run); the
+number that matters for training is the later passes (reported as "steady"), which is also
+what the baseline gets from its warm page cache.
 """
 
 from __future__ import annotations
@@ -29,23 +30,44 @@ class DataBenchRow:
     steady_images_per_s: float
 
 
-def _read(loader, epochs: int, device: torch.device) -> tuple[int, list[float]]:
-    """Images per pass and the seconds each pass took."""
-    seconds, images = [], 0
+def _one_pass(loader, epoch: int, device: torch.device) -> tuple[int, float]:
+    """Images in pass `epoch` of `loader` and the seconds it took."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    start, n = time.perf_counter(), 0
+    for x, _ in loader:
+        n += len(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return n, time.perf_counter() - start
+
+
+def bench_pair(cfg, data: Path, device: torch.device, batch: int, epochs: int,
+               workers: int) -> tuple[DataBenchRow, DataBenchRow]:
+    """vitscale's pipeline and the torchvision baseline, pass by pass in turns (vitscale's
+    pass e, then the baseline's pass e): on a machine that other jobs share, a change in
+    load then hits both sides and the ratio stays meaningful."""
+    ours, pipeline = vitscale_loader(cfg, data, device, batch)
+    plain = torchvision_loader(cfg, data, device, batch, workers)
+    seconds = {"ours": [], "plain": []}
+    images = {}
     for epoch in range(epochs):
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        start, n = time.perf_counter(), 0
-        for x, _ in loader:
-            n += len(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-        images = n
-    return images, seconds
+        for key, loader in (("ours", ours), ("plain", plain)):
+            images[key], took = _one_pass(loader, epoch, device)
+            seconds[key].append(took)
+    return (_row("vitscale", pipeline, images["ours"], seconds["ours"]),
+            _row(f"torchvision ImageFolder + DataLoader({workers} workers)", "dataloader",
+                 images["plain"], seconds["plain"]))
 
 
-def bench_vitscale(cfg, data: Path, device: torch.device, batch: int, epochs: int) -> DataBenchRow:
+def _row(name: str, pipeline: str, images: int, seconds: list[float]) -> DataBenchRow:
+    later = seconds[1:] or seconds
+    return DataBenchRow(name, pipeline, images, images / seconds[0],
+                        images / (sum(later) / len(later)))
+
+
+def vitscale_loader(cfg, data: Path, device: torch.device, batch: int):
+    """vitscale's training loader for `cfg` and the name of its pipeline."""
     from ..data import build_loaders, find_splits
     from ..plan import make_plan
 
@@ -53,13 +75,10 @@ def bench_vitscale(cfg, data: Path, device: torch.device, batch: int, epochs: in
     plan = make_plan(cfg, train_size=len(splits.train.labels))
     loaders = build_loaders(cfg, splits, img_size=plan.model.img_size, train_batch=batch,
                             eval_batch=batch, device=device)
-    images, seconds = _read(loaders.train, epochs, device)
-    return DataBenchRow("vitscale", loaders.pipeline, images, images / seconds[0],
-                        images / (sum(seconds[1:]) / max(len(seconds) - 1, 1)))
+    return loaders.train, loaders.pipeline
 
 
-def bench_torchvision(cfg, data: Path, device: torch.device, batch: int, epochs: int,
-                      workers: int) -> DataBenchRow:
+def torchvision_loader(cfg, data: Path, device: torch.device, batch: int, workers: int):
     """torchvision.datasets.ImageFolder + DataLoader(num_workers=workers), same augmentations."""
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
@@ -87,11 +106,7 @@ def bench_torchvision(cfg, data: Path, device: torch.device, batch: int, epochs:
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
                         num_workers=workers, pin_memory=device.type == "cuda",
                         persistent_workers=workers > 0)
-    moved = _OnDevice(loader, device)
-    images, seconds = _read(moved, epochs, device)
-    return DataBenchRow(f"torchvision ImageFolder + DataLoader({workers} workers)", "dataloader",
-                        images, images / seconds[0],
-                        images / (sum(seconds[1:]) / max(len(seconds) - 1, 1)))
+    return _OnDevice(loader, device)
 
 
 class _OnDevice:

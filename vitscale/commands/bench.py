@@ -179,7 +179,7 @@ def run_data(args) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from ..bench.data import bench_torchvision, bench_vitscale
+    from ..bench.data import bench_pair
     from ..config import apply_overrides, config_from_dict
     from ..errors import ConfigError
     from ..train.engine import pick_device
@@ -198,8 +198,7 @@ def run_data(args) -> int:
     cfg = config_from_dict(apply_overrides(values, args.overrides), source="bench data")
     device = pick_device(args.device)
     data = Path(args.data)
-    ours = bench_vitscale(cfg, data, device, args.batch, args.epochs)
-    plain = bench_torchvision(cfg, data, device, args.batch, args.epochs, args.workers)
+    ours, plain = bench_pair(cfg, data, device, args.batch, args.epochs, args.workers)
     result = {"dataset": dataset, "device": str(device), "batch": args.batch,
               "epochs": args.epochs, "workers": args.workers, "vitscale": asdict(ours),
               "baseline": asdict(plain),
