@@ -173,7 +173,11 @@ def choose_pipeline(cfg, info: DatasetInfo, spec: AugmentSpec, train: Split, eva
         return wanted
     store = _store_size(cfg, info, spec)
     eval_side = _eval_sizes(info, spec)[1]
-    need = 3 * (len(train.labels) * store ** 2 + len(evaluation.labels) * eval_side ** 2)
+    # A padded crop with flips keeps mirror images beside the training images (CropStore).
+    mirrored = spec.train_crop != "rrc" and spec.hflip and store == spec.img_size and \
+        spec.autoaugment is None and spec.randaugment is None
+    need = 3 * ((1 + mirrored) * len(train.labels) * store ** 2
+                + len(evaluation.labels) * eval_side ** 2)
     budget = cfg.data.memory_fraction * _memory_bytes(device)
     if need <= budget:
         return "device"
