@@ -6,7 +6,7 @@
 The settings (crop + flip; + AutoAugment('cifar10'); + RandAugment(2, 9); + Random Erasing
 with p = 0.25 and noise fill, DeiT's) read the same
 `--batches` batches of the training split in turns, `--rounds` times, and the median per setting
-is reported, so that a change in the machine's load during the run hits all three alike.
+is reported, so that a change in the machine's load during the run hits every setting alike.
 Only the loader runs (no model): this is the input pipeline's ceiling. The full-epoch
 comparison with torchvision's DataLoader is `vitscale bench data --set AUTOAUGMENT='cifar10'`.
 """
