@@ -158,7 +158,7 @@ def test_derived_values_for_the_shipped_configs():
     lite = make_plan(load_config(configs / "cifar10" / "vit_lite_7_4.py"))
     assert lite.model_name == "vit_lite_7_4" and lite.global_batch == 512
     assert lite.steps_per_epoch == 50_000 // 512 and lite.precision == "bf16"
-    assert lite.warmup_steps == 40 * lite.steps_per_epoch
+    assert lite.warmup_steps == 10 * lite.steps_per_epoch and lite.peak_lr == pytest.approx(2e-3)
 
 
 @pytest.mark.parametrize("world, parallel, message", [
