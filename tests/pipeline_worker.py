@@ -120,7 +120,8 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     shape = StepShape(plan.model, plan.dims, micro_batch=plan.per_device_batch // micro,
                       accumulation=plan.accumulation * micro, precision=plan.precision,
                       optimizer=cfg.OPTIMIZER, clip=bool(cfg.clip_grad_norm),
-                      pipeline_rank=mesh["pp"].get_local_rank())
+                      pipeline_rank=mesh["pp"].get_local_rank(),
+                      stage_blocks=engine.parallel.pipeline.stage_blocks)
     return {"rank": rank, "layout": plan.dims.describe(), "names": sorted(mine),
             "all_names": sorted(ref_params), "init": init, "logits": logit_diff,
             "loss": loss_diff, "grads": grads, "step_losses": losses, "params": params,

@@ -96,6 +96,7 @@ def _parallelize_pipeline(model, cfg, dims, mesh, device, precision) -> Parallel
     pipeline = Pipeline(stages, ids, dims, mesh, device, model.size, residual_dtype=residual,
                         input_dtype=low if precision.name == "pure_bf16" else torch.float32,
                         logits_dtype=torch.float32 if precision.name == "fp32" else low)
+    pipeline.stage_blocks = tuple(len(r) for r in parts)   # costs.StepShape.stage_blocks
     whole = PipelinedModel(stages, pipeline)
     # A grid mode's blocks under their names in the whole model: the partial-sum gradients of
     # this rank's stages are summed after the schedule, and to_global gives checkpoints and

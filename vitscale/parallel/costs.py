@@ -78,6 +78,8 @@ class StepShape:
     # one rank's point-to-point bytes (None: the average over the pipeline ranks).
     schedule: str | None = None
     pipeline_rank: int | None = None
+    # Blocks of each of the P x v stages (pipeline.partition); None: the uniform partition.
+    stage_blocks: tuple[int, ...] | None = None
 
     @property
     def low_precision_model(self) -> bool:
@@ -176,16 +178,6 @@ def parameters_held(size: ViTSize, dims, tensor_rank: int = 0, data_rank: int = 
     return total
 
 
-def _fsdp_padded(size: ViTSize, dims, tensor_rank: int = 0) -> int:
-    """P~: P_r with each parameter's first dimension padded to a multiple of R (FSDP2)."""
-    r = dims.data
-    total = 0
-    for _, shape, d in parameter_shapes(size, dims.class_parallel_head):
-        local = local_shape(shape, d, dims.tensor, tensor_rank)
-        total += math.ceil(local[0] / r) * r * math.prod(local[1:])
-    return total
-
-
 def _stage_ends(shape: StepShape) -> tuple[bool, bool]:
     """(first, last): whether this rank holds the first pipeline stage (patch embedding,
     class token, position embedding) and the last (final norm, head). Both without a
@@ -198,6 +190,17 @@ def _stage_ends(shape: StepShape) -> tuple[bool, bool]:
     name, chunks = _schedule(shape)
     ids = stage_ids(shape.pipeline_rank, dims.pipeline, chunks, name)
     return 0 in ids, dims.pipeline * chunks - 1 in ids
+
+
+def _held_shapes(shape: StepShape) -> list[tuple[str, tuple[int, ...], int | None]]:
+    """parameter_shapes of the parameters this rank holds (1D or none): under a pipeline, its
+    stage's blocks (shape.size's depth) and the embeddings or the norm and head where it has
+    those stages."""
+    first, last = _stage_ends(shape)
+    return [(name, full, d) for name, full, d in
+            parameter_shapes(shape.size, shape.dims.class_parallel_head)
+            if (first or not name.startswith(("patch_embed.", "cls_token", "pos_embed")))
+            and (last or not name.startswith(("norm.", "head.")))]
 
 
 def _held_blocks(shape: StepShape) -> list[tuple[str, tuple[int, ...], object]]:
@@ -220,7 +223,7 @@ def _split_dims(shape: StepShape) -> list[tuple[str, int, tuple[str, ...]]]:
             out.append((name, len(local), split))
         return out
     out = []
-    for name, full, d in parameter_shapes(shape.size, dims.class_parallel_head):
+    for name, full, d in _held_shapes(shape):
         groups = (["dp"] if dims.sharded_data_parallel else []) + \
             (["tp"] if d is not None and dims.tensor > 1 else [])
         out.append((name, len(full), tuple(groups)))
@@ -351,34 +354,75 @@ def _one_d(shape: StepShape, out: Traffic) -> None:
 DDP_BUCKET = 25 * 2 ** 20   # DDP's default bucket_cap_mb: gradients travel in 25 MiB messages
 
 
+def _held_locals(shape: StepShape) -> list[tuple[int, ...]]:
+    """This rank's local shape (after tensor parallelism) of every parameter it holds."""
+    if shape.dims.grid_mode:
+        return [local for _, local, _ in _held_blocks(shape)]
+    t = shape.dims.tensor
+    return [local_shape(full, d, t) for _, full, d in _held_shapes(shape)]
+
+
+def _fsdp_units(shape: StepShape) -> int:
+    """FSDP2 units whose collectives a rank runs: one per block and one per stage root that
+    holds parameters (data.py shards each block, then the rest). Without a pipeline the root
+    holds the embeddings and the head; under one, only a first or last stage's root has any."""
+    if shape.dims.pipeline == 1 or shape.pipeline_rank is None:
+        return shape.size.depth + 1
+    first, last = _stage_ends(shape)
+    return shape.size.depth + first + last
+
+
 def _data(shape: StepShape, out: Traffic) -> None:
-    """Data parallelism: DDP, ZeRO-1, FSDP2 (parallel/data.py's table)."""
-    dims, size = shape.dims, shape.size
+    """Data parallelism: DDP, ZeRO-1, FSDP2 (parallel/data.py's table), over the parameters
+    this rank holds (under a pipeline, its stages')."""
+    dims = shape.dims
     r, a = dims.data, shape.accumulation
-    p_r = parameters_per_rank(size, dims)
+    held = _held_locals(shape)
+    p_r = sum(math.prod(local) for local in held)
     e_g, e_p = shape.gradient_bytes, shape.parameter_bytes
     style = dims.data_parallel
     if style in ("ddp", "ddp_zero1"):
         buckets = max(1, math.ceil(p_r * e_g / DDP_BUCKET))
         out.add("dp", "all_reduce", p_r * e_g / buckets, r, buckets)
+    units = _fsdp_units(shape)
     if style == "fsdp_replicate":           # one all-reduce per FSDP unit: each block, the root
-        out.add("dp", "all_reduce", p_r * e_g / (size.depth + 1), r, size.depth + 1)
+        out.add("dp", "all_reduce", p_r * e_g / units, r, units)
     if style == "ddp_zero1":                # each parameter from the rank that stepped it
-        out.add("dp", "broadcast", p_r * e_p / len(parameter_shapes(size)), r,
-                len(parameter_shapes(size)))
+        out.add("dp", "broadcast", p_r * e_p / len(held), r, len(held))
     if style in ("fsdp_stage2", "fsdp_stage3"):
-        units, padded = size.depth + 1, _fsdp_padded(size, dims)
-        gathers = a * (2 if style == "fsdp_stage3" else 1)
+        # Each parameter's first dimension padded to a multiple of R (torch.chunk's shards).
+        padded = sum(math.ceil(local[0] / r) * r * math.prod(local[1:]) for local in held)
+        if dims.pipeline > 1:
+            # The schedule keeps gathered parameters until the step's last backward
+            # (set_reshard_after_backward(False)): stage 2 gathers each unit once a step;
+            # stage 3 reshards after every micro-batch's forward, so gathers it for each of
+            # the a forwards and once more at the first backward. Exact for GPipe (all
+            # forwards, then all backwards) and measured so for 1F1B and interleaved 1F1B at
+            # a = 2; a schedule that runs a forward between two backwards of a stage gathers
+            # again after it (at most 2a).
+            gathers = a + 1 if style == "fsdp_stage3" else 1
+        else:
+            gathers = a * (2 if style == "fsdp_stage3" else 1)
         out.add("dp", "reduce_scatter", padded * e_g / units, r, units)
         out.add("dp", "all_gather", padded * e_p / units, r, units * gathers)
 
 
 def stage_shape(shape: StepShape) -> StepShape:
-    """The share of the model one pipeline stage holds: ceil(L / P) blocks (the embedding and
-    head, on the first and last stage, are left out of the per-stage figures)."""
-    if shape.dims.pipeline == 1:
+    """The share of the model one pipeline rank holds, as a model of that many blocks: for
+    `pipeline_rank`, the blocks of its stages (the partition `stage_blocks`, default uniform;
+    _stage_ends says whether it has the embeddings and the head); for the average rank,
+    ceil(L / P) blocks (with both ends: an upper bound)."""
+    dims = shape.dims
+    if dims.pipeline == 1:
         return shape
-    blocks = math.ceil(shape.size.depth / shape.dims.pipeline)
+    if shape.pipeline_rank is None:
+        blocks = math.ceil(shape.size.depth / dims.pipeline)
+    else:
+        from .pipeline import partition, stage_ids
+        name, chunks = _schedule(shape)
+        stages = dims.pipeline * chunks
+        sizes = shape.stage_blocks or tuple(len(r) for r in partition(shape.size.depth, stages))
+        blocks = sum(sizes[s] for s in stage_ids(shape.pipeline_rank, dims.pipeline, chunks, name))
     return dataclasses.replace(shape, size=dataclasses.replace(shape.size, depth=blocks))
 
 
