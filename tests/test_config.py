@@ -186,6 +186,18 @@ def test_impossible_parallel_layouts_are_one_line(world, parallel, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_zbv_schedule_is_refused_on_a_torch_that_fails_it(monkeypatch):
+    """torch 2.11's ZBV schedule fails its first step on gloo (measured): one line at start."""
+    import torch
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
+    cfg = config_from_dict({"BATCH_SIZE": 8, "MODEL": "vit_lite_7_4", "parallel": {
+        "pipeline": 2, "pipeline_schedule": "zbv_zero_bubble", "pipeline_chunks": 2}})
+    with pytest.raises(ConfigError) as info:
+        make_plan(cfg, world_size=2)
+    assert "use torch >= 2.14, or 'interleaved_zero_bubble'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("world, values, message", [
     # The grid modes split more than heads and width, each said in one line with its divisor.
     (8, {"parallel": {"tensor": {"mode": "3d", "size": 8}}, "HIDDEN_SIZE": 34, "NUM_HEADS": 2},

@@ -69,12 +69,23 @@ SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
 def schedule_class(name: str) -> type:
     """The torch.distributed.pipelining class of schedule `name` (refused if this torch lacks it)."""
     import torch.distributed.pipelining as pipelining
+    if name == "zbv_zero_bubble" and _torch_version() < (2, 14):
+        # Measured on torch 2.11 (gloo): ZBV's first step sends between the two stages one
+        # rank holds over the network ("Pair is not connected"); torch 2.14 runs it.
+        raise ConfigError(f"pipeline_schedule='zbv_zero_bubble' fails in torch "
+                          f"{torch.__version__}'s first schedule step (a send from a rank to "
+                          "itself): use torch >= 2.14, or 'interleaved_zero_bubble'")
     cls = getattr(pipelining, SCHEDULES[name], None)
     if cls is None:
         raise ConfigError(f"pipeline_schedule={name!r} needs torch.distributed.pipelining."
                           f"{SCHEDULES[name]}, which torch {torch.__version__} does not have: "
                           "use '1f1b' or 'interleaved_1f1b'")
     return cls
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
 
 
 # ---- partitions -------------------------------------------------------------------------------
