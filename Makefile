@@ -9,10 +9,11 @@ PY     := $(VENV)/bin/python
 DATA   ?= $(firstword $(wildcard ../shared/datasets/cifar10))
 # Two workers, one test file each at a time, longest files first (tests/conftest.py): the suite
 # is sized for 2 cores (under 15 minutes);
-# `make test PYTEST_ARGS="-m 'not slow' -n 0"` is the quick inner loop.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+# `make test PYTEST_ARGS="-m 'not slow' -n 0"` is the quick inner loop; `make test-extended`
+# runs the longest checks (16-process pipeline layouts, the GPU script in tiny mode).
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder -m 'not extended'
 
-.PHONY: train test docs install clean
+.PHONY: train test test-extended docs install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-extended: $(VENV)/.installed-test
+	$(PY) -m pytest -q -n 2 --dist loadfile -m extended tests
 
 # The plots docs/run-directory.md and docs/experiments.md show, rendered from the recorded real
 # runs into docs/images (not kept in git; the test suite renders them into a temporary folder).

@@ -14,6 +14,7 @@ from conftest import DATASETS, REPO
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_gpu_cifar10_script_tiny_mode_writes_parseable_results(cifar_dir, tmp_path):
     out = tmp_path / "results"
     env = {**os.environ, "TINY": "1", "DATASETS": str(DATASETS), "PYTHON": sys.executable,

@@ -306,7 +306,8 @@ def test_mixed_loss_is_the_lambda_weighted_loss():
 def test_labels_only_gives_the_targets_of_the_full_loader_without_images(cfg):
     """data/base.py LabelsOnly (the last pipeline stage's loader): the same labels or soft
     targets, batch for batch and from a resumed position, with (b, 0) stand-in images."""
-    from vitscale.data.base import LabelsOnly, is_unread, labels_only
+    from vitscale.data.base import LabelsOnly, is_unread
+    from vitscale.data.mix import labels_only
     images, labels = dataset()
 
     def loader(position=0, only=False):

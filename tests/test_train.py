@@ -56,7 +56,10 @@ def test_a_small_vit_learns_real_cifar10(cifar_dir):
     """Forty steps of a tiny ViT must beat chance (10%) clearly on the real test set."""
     cfg = load_config("configs/cifar10/quick_cpu.py", [
         "HIDDEN_SIZE=64", "DEPTH=2", "PATCH_SIZE=8", "BATCH_SIZE=64", "NUM_EPOCHS=1",
-        "LIMIT_TRAIN_BATCHES=40", "LIMIT_EVAL_BATCHES=20", "WARMUP_EPOCHS=0.1"])
+        "LIMIT_TRAIN_BATCHES=40", "LIMIT_EVAL_BATCHES=20", "WARMUP_EPOCHS=0.1",
+        # The augmentation this check was calibrated with (quick_cpu.py now trains without
+        # crops for 3 epochs; forty steps of this tiny model swing 11-28% with the seed).
+        "CROP_PADDING=4", "TTA_FLIP=False"])
     summary = Trainer(build_engine(cfg, data=cifar_dir), progress=False, console=False).fit()
     assert summary["final_acc1"] > 20.0
 

@@ -131,18 +131,3 @@ class LabelsOnly:
         if name in ("loader", "labels", "image_size"):
             raise AttributeError(name)
         return getattr(self.loader, name)
-
-
-def labels_only(loader, image_size: int):
-    """`loader` reading labels only (LabelsOnly), through a MixingLoader if it wraps one; a
-    loader without a label array is returned as is."""
-    from .mix import MixingLoader
-    if isinstance(loader, MixingLoader):
-        inner = labels_only(loader.loader, image_size)
-        return loader if inner is loader.loader else MixingLoader(inner, loader.cfg)
-    labels = getattr(loader, "labels", None)
-    if labels is None:          # DALI keeps them with its source
-        labels = getattr(getattr(loader, "source", None), "labels", None)
-    if isinstance(loader, ShardedLoader) and labels is not None:
-        return LabelsOnly(loader, labels, image_size)
-    return loader

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import sharding
-from .base import is_unread
+from .base import LabelsOnly, ShardedLoader, is_unread
 
 # Stream of sharding.epoch_generator reserved for Mixup/CutMix (0: order, 1: crop and flip).
 MIX_STREAM = 2
@@ -308,3 +308,19 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor,
     if targets.is_floating_point():
         return soft_target_cross_entropy(logits, targets)
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+
+# ---- the last pipeline stage's loader ---------------------------------------------------------
+
+def labels_only(loader, image_size: int):
+    """`loader` reading labels only (LabelsOnly), through a MixingLoader if it wraps one; a
+    loader without a label array is returned as is."""
+    if isinstance(loader, MixingLoader):
+        inner = labels_only(loader.loader, image_size)
+        return loader if inner is loader.loader else MixingLoader(inner, loader.cfg)
+    labels = getattr(loader, "labels", None)
+    if labels is None:          # DALI keeps them with its source
+        labels = getattr(getattr(loader, "source", None), "labels", None)
+    if isinstance(loader, ShardedLoader) and labels is not None:
+        return LabelsOnly(loader, labels, image_size)
+    return loader

@@ -326,7 +326,7 @@ def _stage_loaders(loaders, plan: Plan, mesh):
     (data/base.py LabelsOnly: no image decoded or augmented), any other reads nothing (its
     loader yields (None, None)). Evaluation: every pipeline rank computes the metrics from the
     broadcast logits, so each reads labels; only the first stage's rank reads images."""
-    from ..data.base import labels_only
+    from ..data.mix import labels_only
     from ..parallel.pipeline import stage_ids
     dims = plan.dims
     ids = stage_ids(mesh["pp"].get_local_rank(), dims.pipeline, dims.pipeline_chunks,
