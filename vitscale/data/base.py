@@ -93,7 +93,30 @@ def is_unread(images: torch.Tensor) -> bool:
     return images.dim() == 2 and images.shape[1] == 0
 
 
-class LabelsOnly:
+class LoaderWrapper:
+    """The loader protocol passed through to the loader it wraps (`self.loader`), which owns
+    epoch, position and order; subclasses change what iterating yields."""
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+
+    def __getattr__(self, name: str):
+        # Only called for names not found on the wrapper (epoch, position, seed, device, ...).
+        if name == "loader":  # not set yet (e.g. during unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+class LabelsOnly(LoaderWrapper):
     """A loader (base.py protocol) that yields (unread_images(b), labels) in the order and
     from the position of the ShardedLoader it wraps, without reading, decoding or augmenting
     one image: what the last pipeline stage reads in training, and every stage but the first
@@ -113,21 +136,3 @@ class LabelsOnly:
                 continue
             yield unread_images(len(idx), device), self.labels[idx].to(device)
         inner.position = 0
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def state_dict(self) -> dict:
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loader.load_state_dict(state)
-
-    def __getattr__(self, name: str):
-        # Only called for names not found above (epoch, position, batch_size, seed, ...).
-        if name in ("loader", "labels", "image_size"):
-            raise AttributeError(name)
-        return getattr(self.loader, name)

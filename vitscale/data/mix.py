@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import sharding
-from .base import LabelsOnly, ShardedLoader, is_unread
+from .base import LabelsOnly, LoaderWrapper, ShardedLoader, is_unread
 
 # Stream of sharding.epoch_generator reserved for Mixup/CutMix (0: order, 1: crop and flip).
 MIX_STREAM = 2
@@ -233,7 +233,7 @@ def mix_labels(labels: torch.Tensor, draw: MixDraw, cfg: MixConfig, height: int,
 
 # ---- the loader ------------------------------------------------------------------------------
 
-class MixingLoader:
+class MixingLoader(LoaderWrapper):
     """Wraps a training loader (base.py protocol) and mixes its batches; see the module doc.
 
     The wrapped loader owns epoch, position and order; this class only adds the draws, which
@@ -261,19 +261,7 @@ class MixingLoader:
             else:
                 yield apply_mix(images, labels, draw, self.cfg)
 
-    # The loader protocol, passed through (explicit, so that it reads as the protocol).
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def state_dict(self) -> dict:
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loader.load_state_dict(state)
-
+    # The rest of the loader protocol passes through (base.LoaderWrapper).
     @property
     def batch_size(self) -> int:
         return self.loader.batch_size
@@ -285,12 +273,6 @@ class MixingLoader:
     @property
     def train(self) -> bool:
         return self.loader.train
-
-    def __getattr__(self, name: str):
-        # Only called for names not found above (epoch, position, rank, seed, device, ...).
-        if name == "loader":  # not set yet (e.g. during unpickling): avoid recursion
-            raise AttributeError(name)
-        return getattr(self.loader, name)
 
 
 # ---- the loss --------------------------------------------------------------------------------
