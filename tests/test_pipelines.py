@@ -4,7 +4,10 @@ sharding and resume, and what happens with bad data."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -14,7 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from vitscale import ConfigError, DataError
 from vitscale.config import config_from_dict
-from vitscale.data import augment, build_loaders, find_splits
+from vitscale.data import augment, build_loaders, cache, compact, find_splits
 from vitscale.data.decode import open_rgb
 from vitscale.data.sources import extract_once, scan_tar
 from vitscale.data.splits import open_split
@@ -68,6 +71,43 @@ def test_tar_and_tar_gz_archives_read_the_same_images(imagenette_subset, tmp_pat
     same_as_folder(open_split(tmp_path, "val", "imagenette"))
     assert (tmp_path / "cache" / "extracted").is_dir()
     assert extract_once(tmp_path / "val.tar.gz") == extract_once(tmp_path / "val.tar.gz")
+
+
+def test_one_process_builds_a_cache_entry_while_the_others_wait(imagenette_subset, tmp_path,
+                                                                monkeypatch):
+    """The ranks of a node start together on a cold cache: one decodes (or extracts), the
+    others wait for its entry. Here the test holds an entry's lock; the process that asks for
+    the entry must wait, then return what the holder wrote (a black stand-in), decoding
+    nothing. An extraction removes the partial folders of processes that died mid-way."""
+    root, _ = imagenette_subset
+    monkeypatch.setenv("VITSCALE_CACHE", str(tmp_path / "cache"))
+    source = open_split(root, "val", "imagenette")
+    key = compact.cache_key(source, 40, 32, "error")
+    script = ("import logging; from pathlib import Path; from vitscale.data import compact; "
+              "from vitscale.data.splits import open_split; logging.basicConfig(level='INFO'); "
+              f"source = open_split(Path({str(root)!r}), 'val', 'imagenette'); "
+              "split = compact.decode_split(source, 40, 32); "
+              "print(int(split.images.sum()), len(split.images))")
+    with cache.building(key, "a test entry") as locked:
+        assert locked
+        waiting = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        while "waiting for it" not in (line := waiting.stderr.readline()):
+            assert line, "the second process ended without waiting for the lock"
+        cache.save(key, {"images": torch.zeros(len(source), 3, 32, 32, dtype=torch.uint8),
+                         "labels": source.labels, "classes": source.classes})
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err[-2000:]
+    assert out.split() == ["0", str(len(source))]
+
+    with tarfile.open(tmp_path / "val.tar.gz", "w:gz") as tar:
+        tar.add(root / "val", arcname="val")
+    fingerprint = cache.fingerprint([tmp_path / "val.tar.gz"])
+    stale = tmp_path / "cache" / "extracted" / f"val.tar.gz-{fingerprint}.partial-1"
+    (stale / "val").mkdir(parents=True)
+    folder = extract_once(tmp_path / "val.tar.gz")
+    assert not stale.exists() and sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+    assert len(list((folder / "val").rglob("*.JPEG"))) == len(source)
 
 
 def test_device_and_dataloader_evaluation_agree_with_torchvision(imagenette_subset):
@@ -142,6 +182,34 @@ def test_training_batches_do_not_depend_on_world_size_workers_or_resume(imagenet
     single.set_epoch(2)
     assert not torch.equal(next(iter(single))[1], reference[0][1])
 
+
+
+def test_per_core_worker_threads_give_the_batches_of_one_thread(imagenette_subset, cifar_dir):
+    """The suite runs torch on one thread (conftest), which skips augment.cpu_workers(): here the
+    device pipeline runs once on 1 and once on 2 threads (resized crops and RandAugment on
+    Imagenette; padded crops of the CropStore on CIFAR-10) and must give the same batches."""
+    root, _ = imagenette_subset
+    cifar = config_from_dict({"DATASET": "cifar10", "SEED": 3, "LIMIT_TRAIN_BATCHES": 2})
+
+    def batches(threads: int) -> list[torch.Tensor]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = []
+            for train in (loaders_for(root, data={"pipeline": "device"}).train,
+                          loaders_for(root, RANDAUGMENT=(2, 9),
+                                      data={"pipeline": "device"}).train,
+                          build_loaders(cifar, find_splits(cifar, cifar_dir), img_size=32,
+                                        train_batch=64, eval_batch=64, device=CPU).train):
+                train.set_epoch(1)
+                out += [x for x, _ in list(train)[:2]]
+            return out
+        finally:
+            torch.set_num_threads(before)
+
+    assert augment.cpu_workers() is None or torch.get_num_threads() > 1
+    for one, two in zip(batches(1), batches(2), strict=True):
+        assert torch.equal(one, two)
 
 def test_policies_run_on_both_pipelines_and_auto_keeps_the_device(imagenette_subset):
     root, _ = imagenette_subset
@@ -343,13 +411,8 @@ def test_prepare_tfrecords_then_every_pipeline_reads_them(imagenette_subset, tmp
 
 
 def test_prepare_cache_decodes_ahead_of_the_first_run(imagenette_subset, tmp_path, monkeypatch):
-    import os
-
-    from vitscale.data import compact
     root, _ = imagenette_subset
     env = {**os.environ, "VITSCALE_CACHE": str(tmp_path / "cache")}
-    import subprocess
-    import sys
     result = subprocess.run([sys.executable, "-m", "vitscale", "prepare", str(root), "--dataset",
                              "imagenette", "--to", "cache", "--set", "IMG_SIZE=48"],
                             capture_output=True, text=True, env=env)

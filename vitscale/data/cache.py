@@ -3,17 +3,32 @@
 Files live in $VITSCALE_CACHE (default ~/.cache/vitscale). They are written to a temporary
 name and renamed, so an interrupted run never leaves a half-written cache behind, and read with
 torch.load(weights_only=True), which cannot execute code.
+
+An entry is built by one process at a time (`building`): the ranks of a node that start
+together on a cold cache would otherwise each decode the whole dataset (8 ranks on 2 cores:
+8 times the work, 16 decoding workers). The first takes the entry's lock and builds it; the
+others wait on the lock, then read what it wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock; each process builds its own copy (slower, correct)
+    fcntl = None
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -46,3 +61,30 @@ def save(name: str, payload: dict) -> None:
         atomic_write(directory / name, lambda tmp: torch.save(payload, tmp))
     except OSError:
         return  # a read-only or full cache folder costs speed, not correctness
+
+
+@contextmanager
+def building(name: str, what: str) -> Iterator[bool]:
+    """Hold the lock of cache entry `name` while building it (an flock on a file beside it,
+    released by the OS if this process dies); yields whether it is held. Callers look for the
+    entry again inside: a process that waited finds it built. Without a writable cache folder
+    or on a system without flock there is no lock (False)."""
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / f".{name}.lock", "a")
+    except OSError:
+        handle = None
+    if handle is None or fcntl is None:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is preparing %s in %s: waiting for it", what, directory)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -44,15 +44,27 @@ class _Decoded(Dataset):
         return i, resize_center_crop(image, self.resize, self.crop).permute(1, 2, 0), None
 
 
+def cache_key(source: EncodedSource, resize: int, crop: int, on_bad_image: str) -> str:
+    # The decoder is part of the key: TorchCodec and PIL may differ (EXIF orientation).
+    return (f"compact-v2-{decoder_name()}-{source.fingerprint()}-{resize}-{crop}-"
+            f"{on_bad_image}.pt")
+
+
 def decode_split(source: EncodedSource, resize: int, crop: int, *, on_bad_image: str = "error",
                  num_workers: int | None = None, what: str = "images") -> ImageSplit:
     """Every image of `source` as (N, 3, crop, crop) uint8, from the cache when it is there."""
-    # The decoder is part of the key: TorchCodec and PIL may differ (EXIF orientation).
-    key = (f"compact-v2-{decoder_name()}-{source.fingerprint()}-{resize}-{crop}-"
-           f"{on_bad_image}.pt")
+    key = cache_key(source, resize, crop, on_bad_image)
     cached = cache.load(key)
-    if cached is not None:
-        return ImageSplit(cached["images"], cached["labels"], list(cached["classes"]))
+    if cached is None:
+        with cache.building(key, f"the decoded {what}"):
+            cached = cache.load(key)  # built by another process while this one waited
+            if cached is None:
+                return _decode(source, resize, crop, key, on_bad_image, num_workers, what)
+    return ImageSplit(cached["images"], cached["labels"], list(cached["classes"]))
+
+
+def _decode(source: EncodedSource, resize: int, crop: int, key: str, on_bad_image: str,
+            num_workers: int | None, what: str) -> ImageSplit:
     workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
     loader = DataLoader(_Decoded(source, resize, crop), batch_size=64, num_workers=workers,
                         collate_fn=lambda items: items)

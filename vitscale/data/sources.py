@@ -188,9 +188,19 @@ def extract_once(archive: Path) -> Path:
     target = cache.cache_dir() / "extracted" / f"{archive.name}-{cache.fingerprint([archive])}"
     if target.is_dir():
         return target
-    # A private partial folder: several ranks of one node may extract at the same time.
+    with cache.building(f"extracted-{target.name}", f"the extracted {archive}") as locked:
+        if not target.is_dir():  # else extracted by another process while this one waited
+            _extract_to(archive, target, remove_stale=locked)
+    return target
+
+
+def _extract_to(archive: Path, target: Path, remove_stale: bool) -> None:
+    """Extract into a private partial folder, renamed to `target` when complete. Holding the
+    entry's lock, no other process is writing one: partial folders left by processes that
+    died mid-extraction are removed first."""
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    for stale in target.parent.glob(f"{target.name}.partial-*") if remove_stale else [partial]:
+        shutil.rmtree(stale, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
@@ -202,7 +212,6 @@ def extract_once(archive: Path) -> Path:
         partial.rename(target)
     except OSError:                                  # another process got there first
         shutil.rmtree(partial, ignore_errors=True)
-    return target
 
 
 def _extract_safely(tar: tarfile.TarFile, target: Path, archive: Path) -> None:
