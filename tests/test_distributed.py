@@ -105,6 +105,24 @@ def _finish(procs, timeout=300):
 
 
 @pytest.mark.slow
+def test_ranks_on_a_cold_cache_decode_once_and_train(cifar_folder, tmp_path):
+    """`vitscale run` forks its ranks from one forkserver (distributed/runner.py). On a cold
+    cache one rank decodes the images in DataLoader worker processes of its own (started as in
+    a spawned rank, not through the forkserver) while the other waits for the entry; both
+    train, and the cache holds each split once."""
+    env = {**os.environ, "VITSCALE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    run_dir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "vitscale", "run", "--nproc-per-node", "2",
+                             *train_args(run_dir, cifar_folder, ["data.num_workers=2"])],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "data 2" in result.stdout and "Traceback" not in result.stderr
+    cached = list((tmp_path / "cache").glob("compact-*.pt"))
+    assert len(cached) == 2, cached  # the training and the evaluation images, once each
+    assert len(train_losses(run_dir)) == 3  # 200 images: 3 steps of 64
+
+
+@pytest.mark.slow
 def test_explicit_flags_start_a_matching_two_process_run(single, cifar_dir, tmp_path):
     """(SLURM and OpenMPI: test_documented_launch_commands_run.)"""
     port = free_port()

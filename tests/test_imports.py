@@ -116,3 +116,32 @@ def test_library_code_logs_instead_of_printing():
                 and any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
                         for n in ast.walk(ast.parse(p.read_text())))]
     assert printing == []
+
+
+def test_the_ranks_preload_never_touches_cuda():
+    """`vitscale run` forks its ranks from a forkserver that imported distributed/runner.py's
+    PRELOAD first. A CUDA driver initialised there (torch.cuda.is_available() at some module's
+    import, say) would be unusable in every forked rank: no torch._C._cuda_* call may happen
+    while those modules import (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+    script = """
+import importlib, torch
+calls = []
+def watch(name, call):
+    def watched(*args, **kwargs):
+        calls.append(name)
+        return call(*args, **kwargs)
+    return watched
+for name in [n for n in dir(torch._C) if n.startswith("_cuda_")]:
+    if callable(getattr(torch._C, name)):
+        setattr(torch._C, name, watch(name, getattr(torch._C, name)))
+from vitscale.distributed.runner import PRELOAD
+for module in PRELOAD:
+    importlib.import_module(module)
+print(sorted(set(calls)))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

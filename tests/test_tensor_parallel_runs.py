@@ -5,8 +5,9 @@
   its share of the parameters;
 * checkpoints move between layouts: saved at tensor size 2, resumed at 1 and at 4; saved in
   2D, resumed in 1D and 3D; each continues where the uninterrupted single-process run goes;
-* the exported model of a tensor-parallel run (1D, 2D, 2.5D) equals one process's; INIT_FROM
-  loads into 1D and 2D.
+* the exported model of a tensor-parallel run (every mode) equals one process's; INIT_FROM
+  loads into 1D and 2D;
+* the pipeline 2 x tensor 2 x data 2 config follows the vanilla config too (8 processes).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def test_each_mode_config_trains_like_the_vanilla_config(mode, nproc, layout, va
     [ta], [tb] = records(run, "test"), records(vanilla, "test")
     assert ta["images"] == tb["images"] and ta["acc1"] == pytest.approx(tb["acc1"], abs=0.01)
     assert ta["loss"] == pytest.approx(tb["loss"], rel=1e-4)
+    # The run's export is one plain model, equal to the vanilla run's after the same 20 steps
+    # (largest difference 5.0e-6, 2.5D, 2026-12-03).
+    same_weights(run / "model_final.safetensors", vanilla / "model_final.safetensors")
     # Each rank holds its share of the blocks' matrices, as the cost model says.
     from vitscale.config import load_config
     from vitscale.parallel.costs import parameters_per_rank
@@ -163,7 +167,8 @@ def test_checkpoints_move_between_tensor_sizes(one_process, cifar_dir, tmp_path)
 
 def test_grid_checkpoints_move_to_1d_and_3d_and_export_one_model(one_process, cifar_dir,
                                                                    tmp_path):
-    """Saved in 2D, resumed in 1D and in 3D; a 2.5D run exports one process's model."""
+    """Saved in 2D, resumed in 1D and in 3D. (Each mode's export, 2.5D's included, equals one
+    process's model: test_each_mode_config_trains_like_the_vanilla_config.)"""
     first = tmp_path / "2d"
     out = train(QUICK, first, cifar_dir, [*TINY, "NUM_EPOCHS=1", "parallel.tensor.mode='2d'",
                                           "parallel.tensor.size=4"], nproc=4)
@@ -176,12 +181,6 @@ def test_grid_checkpoints_move_to_1d_and_3d_and_export_one_model(one_process, ci
     resume_and_compare(first, tmp_path / "3d", ["parallel.tensor.mode='3d'",
                                                 "parallel.tensor.size=8"], 8, cifar_dir,
                        one_process["2 epochs"], "tensor 8 (3d)")
-    tesseract = tmp_path / "2.5d"
-    train(QUICK, tesseract, cifar_dir, [*TINY, "NUM_EPOCHS=1", "parallel.tensor.mode='2.5d'",
-                                        "parallel.tensor.size=8", "parallel.tensor.depth=2"],
-          nproc=8)
-    same_weights(tesseract / "model_final.safetensors",
-                 one_process["1 epoch"] / "model_final.safetensors")
 
 
 def test_init_from_an_export_loads_into_a_tensor_parallel_layout(one_process, cifar_dir,

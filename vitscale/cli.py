@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every rank logs (default: rank 0 only)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"],
                         help="log level of vitscale's messages (default INFO)")
+    # `vitscale run` starts `main` in each rank; the commands sit below this module.
+    parser.set_defaults(main=main)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)

@@ -144,7 +144,7 @@ def _run_layouts(args) -> int:
         from ..distributed.runner import run_local
         argv = sys.argv[1:]
         i = argv.index("--nproc-per-node")
-        return run_local(argv[:i] + argv[i + 2:], args.nproc_per_node)
+        return run_local(argv[:i] + argv[i + 2:], args.nproc_per_node, args.main)
     from ..distributed.group import init_distributed, shutdown_distributed
     from ..distributed.launch import detect_launch
     import torch

@@ -41,5 +41,5 @@ def run(args) -> int:
         raise LaunchError(f"--node-rank {args.node_rank} is not in 0..{args.nnodes - 1}")
     if args.nnodes > 1 and not args.master_addr:
         raise LaunchError("--nnodes > 1 needs --master-addr (the host of node rank 0)")
-    return run_local(command, args.nproc_per_node, args.nnodes, args.node_rank,
+    return run_local(command, args.nproc_per_node, args.main, args.nnodes, args.node_rank,
                      args.master_addr, args.master_port)
