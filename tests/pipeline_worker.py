@@ -83,7 +83,9 @@ def run_case(overrides: list[str], images, labels, steps: int) -> dict:
     data_rank, parts = plan.dims.loader_shard(mesh)
     share = len(labels) // parts
     rows = slice(data_rank * share, (data_rank + 1) * share)
-    x, y = images[rows], labels[rows]
+    # Channels-last, as the device pipeline delivers batches (torch < 2.14 checked a first
+    # stage's input strides against contiguous ones and failed on such a batch).
+    x, y = images[rows].contiguous(memory_format=torch.channels_last), labels[rows]
 
     mine = full_params(engine)
     ref_params = full_params(reference)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from distributed_helpers import launch_workers, write_parity_batch
+from vitscale.parallel.pipeline import torch_version
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,12 @@ TENSOR_DIMS = ("tp", "tp_col", "tp_row", "tp_dep", "tp_z", "tp_y", "tp_x")
 @pytest.fixture(scope="module")
 def pipeline_batch(cifar_folder, tmp_path_factory):
     return write_parity_batch(cifar_folder, tmp_path_factory.mktemp("pipeline") / "batch.pt")
+
+
+# torch < 2.14 (the GPU machine's 2.11) refuses ZBV at start (tests/test_config.py holds the
+# refusal); without this case the 2-process launch runs everything else there.
+if torch_version() < (2, 14):
+    del CASES["pp2_zbv_zero_bubble"]
 
 
 def launch(nproc: int, cases: dict, batch, out_dir) -> dict:

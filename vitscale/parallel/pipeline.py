@@ -69,7 +69,7 @@ SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
 def schedule_class(name: str) -> type:
     """The torch.distributed.pipelining class of schedule `name` (refused if this torch lacks it)."""
     import torch.distributed.pipelining as pipelining
-    if name == "zbv_zero_bubble" and _torch_version() < (2, 14):
+    if name == "zbv_zero_bubble" and torch_version() < (2, 14):
         # Measured on torch 2.11 (gloo): ZBV's first step sends between the two stages one
         # rank holds over the network ("Pair is not connected"); torch 2.14 runs it.
         raise ConfigError(f"pipeline_schedule='zbv_zero_bubble' fails in torch "
@@ -83,7 +83,8 @@ def schedule_class(name: str) -> type:
     return cls
 
 
-def _torch_version() -> tuple[int, int]:
+def torch_version() -> tuple[int, int]:
+    """(major, minor) of the torch this runs on: what the pipelining API can do depends on it."""
     major, minor = torch.__version__.split("+")[0].split(".")[:2]
     return int(major), int(minor)
 
@@ -359,7 +360,9 @@ class Pipeline:
         start = time.perf_counter()
         kwargs = {"target": labels} if self.has_last else {}
         if self.has_first:
-            self.schedule.step(images, **kwargs)
+            # The device pipeline hands channels-last batches; torch < 2.14's stages check an
+            # input's strides against the contiguous ones they declared (PipeliningShapeError).
+            self.schedule.step(images.contiguous(), **kwargs)
         else:
             self.schedule.step(**kwargs)
         self.step_seconds = time.perf_counter() - start
