@@ -30,6 +30,11 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSON-lines file, none when it is missing."""
+    return read_jsonl(path) if path.is_file() else []
+
+
 def read_env(folder: Path) -> dict[str, str]:
     env = {}
     path = folder / "env.txt"
@@ -108,11 +113,11 @@ def run_table(rows: list[dict]) -> str:
 
 
 def step_table(folder: Path) -> str:
-    path = folder / "bench_step_vit.jsonl"
-    if not path.is_file() or not path.read_text().strip():
+    records = read_records(folder / "bench_step_vit.jsonl")
+    if not records:
         return "(no bench_step_vit.jsonl)"
     lines = ["| model | batch | precision | loop | images/s | MFU |", "|---|---|---|---|---|---|"]
-    for r in read_jsonl(path):
+    for r in records:
         for loop, key in (("vitscale", "vitscale"), ("vitscale, compiled blocks", "vitscale_compiled"),
                           ("plain PyTorch", "plain")):
             rate = r.get(f"{key}_images_per_s")
@@ -127,11 +132,11 @@ def step_table(folder: Path) -> str:
 
 
 def amp_table(folder: Path) -> str:
-    path = folder / "bench_amp_vit.jsonl"
-    if not path.is_file() or not path.read_text().strip():
+    records = read_records(folder / "bench_amp_vit.jsonl")
+    if not records:
         return "(no bench_amp_vit.jsonl)"
     lines = ["| mode | model | batch | peak memory GB | images/s |", "|---|---|---|---|---|"]
-    for r in read_jsonl(path):
+    for r in records:
         if "error" in r:
             lines.append(f"| {r['label']} | | | failed: {r['error'][:80]} | |")
         else:

@@ -23,6 +23,7 @@ Hostfile: one host per line (`node01`, `node02 slots=8`); `#` starts a comment.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import shlex
@@ -85,7 +86,6 @@ def run_local(command: list[str], nproc: int, main: Callable[[list[str]], int], 
     """torchrun this node's `nproc` processes of `vitscale <command>`: `main(command)` in
     each, where `main` is the CLI's entry point (cli.main, handed down: this layer is below
     the CLI)."""
-    import multiprocessing
     import uuid
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -101,6 +101,7 @@ def run_local(command: list[str], nproc: int, main: Callable[[list[str]], int], 
         argv += [f"--nnodes={nnodes}", f"--node-rank={node_rank}",
                  f"--master-addr={master_addr or '127.0.0.1'}",
                  f"--master-port={master_port or 29500}"]
+    # (`-m vitscale <command>` completes torchrun's command line; the ranks call `main`.)
     args = get_args_parser().parse_args([*argv, "-m", "vitscale", *command])
     args.master_port = args.master_port or 29500
     # torchrun's configuration (OMP_NUM_THREADS=1 with several processes, as torchrun sets
@@ -140,11 +141,9 @@ def run_rank(main: Callable[[list[str]], int], command: list[str]) -> None:
     # A process started by a forkserver inherits "forkserver" as its start method; the rank's
     # own workers (DataLoader, decoding) start the way a spawned rank's did, the platform's
     # default, which needs no pickling of their dataset.
-    import multiprocessing
     multiprocessing.set_start_method(None, force=True)
     code = main(command)
     if code:
-        sys.stdout.flush()
         sys.exit(code)
 
 
